@@ -1,0 +1,221 @@
+"""finrisk command line: set up, run and inspect the fraud-risk pipeline."""
+from __future__ import annotations
+
+import time
+from zoneinfo import ZoneInfo
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from finrisk.config import ConfigError, get_settings, reset_settings, use_local_prefect_home
+
+use_local_prefect_home()  # before anything imports prefect
+
+app = typer.Typer(
+    help="finrisk: fraud and financial-behaviour platform (Prefect, Polars/DuckDB, PyOD/LightGBM, MLflow, Neo4j).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(help="Start, stop and check the local Neo4j, MLflow UI and Prefect UI.", no_args_is_help=True)
+app.add_typer(services_app, name="services")
+console = Console()
+
+DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    return Path(data_dir) if data_dir else get_settings().data_dir
+
+
+def _fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def setup() -> None:
+    """Create a local .env with fresh secrets (if missing) and install the Neo4j server."""
+    from finrisk.services import ServiceError, neo4j_install
+    from finrisk.setup_env import ensure_env_file
+
+    added = ensure_env_file()
+    reset_settings()
+    if added:
+        console.print(f"wrote {', '.join(added)} to .env")
+    with console.status("installing Neo4j Community from Maven Central (first time only)..."):
+        try:
+            neo4j_install(get_settings())
+        except ServiceError as exc:
+            _fail(str(exc))
+    console.print(f"Neo4j installed under {get_settings().neo4j_home}")
+
+
+@services_app.command("up")
+def services_up(
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="neo4j, mlflow or prefect; repeatable.")] = None,
+) -> None:
+    """Start the services (a second `up` is harmless)."""
+    from finrisk.services import ServiceError, up
+
+    try:
+        with console.status("starting services..."):
+            up(get_settings(), tuple(only) if only else ("neo4j", "mlflow", "prefect"))
+    except (ServiceError, ConfigError) as exc:
+        _fail(str(exc))
+    services_status()
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the services."""
+    from finrisk.services import down
+
+    down(get_settings())
+    console.print("services stopped")
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Health-check each service."""
+    from finrisk.services import status
+
+    table = Table("service", "state", "url", "detail")
+    for s in status(get_settings()):
+        table.add_row(s.name, "[green]up[/]" if s.up else "[red]down[/]", s.url, s.detail)
+    console.print(table)
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(help="Number of customers.")] = 2000,
+    days: Annotated[int, typer.Option(help="Number of days.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 7,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: DATA_DIR/raw).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write synthetic Indian bank exports: customers, merchants, daily transactions, late labels."""
+    from finrisk.synthetic import generate as run_generate
+
+    out = out or _data_dir(data_dir) / "raw"
+    start = time.perf_counter()
+    with console.status(f"generating {customers} customers x {days} days..."):
+        summary = run_generate(out, customers=customers, days=days, seed=seed)
+    console.print(
+        f"{summary.transactions:,} transactions ({summary.fraud_transactions:,} fraud: {summary.fraud_by_type}) "
+        f"for {summary.customers:,} customers and {summary.merchants:,} merchants in {out} "
+        f"[{time.perf_counter() - start:.1f}s]"
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Source files or folders (default: DATA_DIR/raw).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option(help="Mapping YAML (default: the generator's).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Ingest raw files: map, pseudonymise, validate (bad rows to quarantine), write Parquet."""
+    from finrisk.ingest import IngestError
+    from finrisk.mapping import MappingError
+    from finrisk.services import use_prefect_server_if_running
+    from flows.pipeline import ingest_flow
+
+    use_prefect_server_if_running(get_settings())
+    root = _data_dir(data_dir)
+    for source in paths or [root / "raw"]:
+        try:
+            report = ingest_flow(source, root, mapping)
+        except (IngestError, MappingError, ConfigError) as exc:
+            _fail(str(exc))
+        console.print(
+            f"{source}: in {report['rows_in']:,} = loaded {report['loaded']:,} + quarantined "
+            f"{report['quarantined']:,} + duplicates {report['duplicates']:,}"
+        )
+
+
+@app.command()
+def nightly(
+    source: Annotated[Optional[Path], typer.Option(help="Raw source folder (default: DATA_DIR/raw).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option(help="Mapping YAML.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the nightly flow once: ingest, validate, features, train, graph, score."""
+    _run_nightly(_data_dir(data_dir), source, mapping)
+
+
+def _run_nightly(root: Path, source: Path | None, mapping: Path | None) -> dict:
+    from finrisk.services import use_prefect_server_if_running
+    from flows.nightly import nightly as nightly_flow
+
+    use_prefect_server_if_running(get_settings())
+    try:
+        return nightly_flow(source or root / "raw", root, mapping)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _print_summary(result: dict, root: Path) -> None:
+    import polars as pl
+
+    from finrisk.io import DataLayout
+    from finrisk.schema import BUSINESS_TZ
+    from finrisk.services import mlflow_url, prefect_url
+
+    settings = get_settings()
+    ing, train, score = result["ingest"], result["train"], result["score"]
+    console.rule("finrisk nightly run")
+    console.print(
+        f"rows in {ing['rows_in']:,} = loaded {ing['loaded']:,} + quarantined {ing['quarantined']:,} "
+        f"+ duplicates {ing['duplicates']:,}; labels {ing['labels_loaded']:,}"
+    )
+    m = train["metrics"]
+    console.print(
+        f"model version {train['version']} ({'champion' if train['promoted'] else 'challenger'}): "
+        f"AUC {m['auc']:.3f}  AP {m['average_precision']:.3f}  CP@100 {m['card_precision_at_100']:.3f} "
+        f"on {int(m['test_rows']):,} test transactions"
+    )
+    g = result["graph"]
+    console.print(
+        f"graph: {g['customers']:,} customers, {g['merchants']:,} merchants, {g['devices']:,} devices, "
+        f"{g['paid']:,} PAID, {g['uses']:,} USES"
+    )
+    layout = DataLayout(root)
+    alerts = pl.read_parquet(layout.partition(layout.alerts, score["day"])).head(10)
+    table = Table("txn_id", "customer", "time (IST)", "amount INR", "channel", "score", title=f"Top alerts for {score['day']}")
+    for row in alerts.iter_rows(named=True):
+        table.add_row(
+            row["txn_id"], row["customer_id"], f"{row['ts'].astimezone(ZoneInfo(BUSINESS_TZ)):%d %b %H:%M}",
+            f"{row['amount_paise'] / 100:,.2f}", row["channel"], f"{row['score']:.3f}",
+        )
+    console.print(table)
+    console.print(f"Prefect UI:     {prefect_url(settings)}")
+    console.print(f"MLflow UI:      {mlflow_url(settings)}")
+    console.print("Neo4j Browser:  http://127.0.0.1:7474/browser/")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers to generate.")] = 2000,
+    days: Annotated[int, typer.Option(help="Days to generate.")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    data_dir: DataDir = None,
+) -> None:
+    """Set up, start the services, generate a dataset, run the nightly flow and summarise it."""
+    from finrisk.synthetic import generate as run_generate
+
+    setup()
+    services_up(None)
+    root = _data_dir(data_dir)
+    raw = root / "raw"
+    if not (raw / "transactions").exists():
+        with console.status(f"generating {customers} customers x {days} days..."):
+            summary = run_generate(raw, customers=customers, days=days, seed=seed)
+        console.print(f"generated {summary.transactions:,} transactions ({summary.fraud_transactions:,} fraud)")
+    result = _run_nightly(root, raw, None)
+    _print_summary(result, root)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,91 @@
+"""Configuration from the environment (prefix FINRISK_) and a git-ignored .env file."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FINRISK_", env_file=PROJECT_ROOT / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = PROJECT_ROOT / "data"
+    mlruns_dir: Path = PROJECT_ROOT / "mlruns"
+    # Empty means the embedded default: SQLite backend and artifacts under mlruns/.
+    mlflow_tracking_uri: str = ""
+    mlflow_model_name: str = "finrisk-fraud"
+
+    neo4j_uri: str = "bolt://127.0.0.1:7687"
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    neo4j_database: str = "neo4j"
+    # Where `finrisk services up` installs and runs the local Neo4j server.
+    neo4j_home: Path = PROJECT_ROOT / ".services" / "neo4j"
+    neo4j_heap: str = "1g"
+    neo4j_pagecache: str = "1g"
+
+    mlflow_port: int = 5000
+    prefect_port: int = 4200
+
+    # Key for HMAC-SHA256 pseudonymisation of direct identifiers (DPDP Act).
+    pseudonym_key: SecretStr | None = None
+
+    quarantine_threshold: float = 0.05  # fail the run when more than this share of rows is bad
+    label_delay_days: int = 7
+    alerts_per_day: int = 100
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.mlruns_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return (self.mlruns_dir / "artifacts").resolve()
+
+    def require_neo4j_password(self) -> str:
+        if self.neo4j_password is None or not self.neo4j_password.get_secret_value():
+            raise ConfigError(
+                "FINRISK_NEO4J_PASSWORD is not set. Run `finrisk setup` to create a local .env, "
+                "or export FINRISK_NEO4J_PASSWORD for your Neo4j server."
+            )
+        return self.neo4j_password.get_secret_value()
+
+    def require_pseudonym_key(self) -> bytes:
+        if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
+            raise ConfigError(
+                "FINRISK_PSEUDONYM_KEY is not set: direct identifiers cannot be pseudonymised. "
+                "Run `finrisk setup` to create a local .env with a fresh key, or export the key "
+                "from your secret store."
+            )
+        return self.pseudonym_key.get_secret_value().encode()
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or wrong; the message says how to fix it."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+def prefect_home() -> Path:
+    return PROJECT_ROOT / ".prefect"
+
+
+def use_local_prefect_home() -> None:
+    """Keep Prefect's state inside the project unless the user points it elsewhere."""
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home()))

@@ -1,0 +1,82 @@
+"""Atomic Parquet writes and the data-directory layout every stage shares."""
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class DataLayout:
+    """All paths under one data directory, so several datasets can live side by side."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def transactions(self) -> Path:
+        return self.root / "processed" / "transactions"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "processed" / "labels" / "labels.parquet"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine" / "transactions"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features" / "transactions"
+
+    @property
+    def scores(self) -> Path:
+        return self.root / "scores"
+
+    @property
+    def alerts(self) -> Path:
+        return self.root / "alerts"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "staging"
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation"
+
+    def partition(self, base: Path, day: str) -> Path:
+        return base / f"date={day}" / "part-0.parquet"
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
+    """Write to a temporary name in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def parquet_glob(base: Path) -> str:
+    return str(base / "**" / "*.parquet")
+
+
+def has_parquet(base: Path) -> bool:
+    return base.exists() and any(base.rglob("*.parquet"))
+
+
+def scan_partitioned(base: Path) -> pl.LazyFrame:
+    """Hive-partitioned Parquet under base; the `date` partition column is kept as text."""
+    return pl.scan_parquet(
+        parquet_glob(base), hive_partitioning=True, hive_schema={"date": pl.String}
+    )
