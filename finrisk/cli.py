@@ -161,7 +161,7 @@ def _print_summary(result: dict, root: Path) -> None:
 
     from finrisk.io import DataLayout
     from finrisk.schema import BUSINESS_TZ
-    from finrisk.services import mlflow_url, prefect_url
+    from finrisk.services import mlflow_url, neo4j_browser_url, prefect_url
 
     settings = get_settings()
     ing, train, score = result["ingest"], result["train"], result["score"]
@@ -192,7 +192,7 @@ def _print_summary(result: dict, root: Path) -> None:
     console.print(table)
     console.print(f"Prefect UI:     {prefect_url(settings)}")
     console.print(f"MLflow UI:      {mlflow_url(settings)}")
-    console.print("Neo4j Browser:  http://127.0.0.1:7474/browser/")
+    console.print(f"Neo4j Browser:  {neo4j_browser_url(settings)}")
 
 
 @app.command()

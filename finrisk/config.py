@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     neo4j_database: str = "neo4j"
     # Where `finrisk services up` installs and runs the local Neo4j server.
     neo4j_home: Path = PROJECT_ROOT / ".services" / "neo4j"
+    neo4j_bolt_port: int = 7687
+    neo4j_http_port: int = 7474
     neo4j_heap: str = "1g"
     neo4j_pagecache: str = "1g"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -32,7 +32,10 @@ class Mapping(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, tz: str) -> str:
-        ZoneInfo(tz)  # raises for an unknown zone
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {tz!r}") from exc
         return tz
 
     @field_validator("columns", "static")

@@ -67,7 +67,26 @@ def neo4j_install(settings: Settings) -> None:
     _run_script("install.sh", str(settings.neo4j_home), settings=settings)
 
 
+def _configure_ports(settings: Settings) -> None:
+    """Point the installed server's conf at the configured ports (tests run a second instance)."""
+    conf = settings.neo4j_home / "conf" / "neo4j.conf"
+    wanted = {
+        "server.bolt.listen_address": f"127.0.0.1:{settings.neo4j_bolt_port}",
+        "server.bolt.advertised_address": f"127.0.0.1:{settings.neo4j_bolt_port}",
+        "server.http.listen_address": f"127.0.0.1:{settings.neo4j_http_port}",
+        "server.http.advertised_address": f"127.0.0.1:{settings.neo4j_http_port}",
+        "server.memory.heap.initial_size": settings.neo4j_heap,
+        "server.memory.heap.max_size": settings.neo4j_heap,
+        "server.memory.pagecache.size": settings.neo4j_pagecache,
+    }
+    lines = [line for line in conf.read_text().splitlines() if line.split("=", 1)[0] not in wanted]
+    conf.write_text("\n".join(lines + [f"{k}={v}" for k, v in wanted.items()]) + "\n")
+
+
 def neo4j_up(settings: Settings) -> None:
+    if not (settings.neo4j_home / "conf" / "neo4j.conf").exists():
+        neo4j_install(settings)
+    _configure_ports(settings)
     _run_script("start.sh", str(settings.neo4j_home), settings.require_neo4j_password(), settings=settings)
 
 
@@ -77,8 +96,12 @@ def neo4j_down(settings: Settings) -> None:
 
 
 def neo4j_status(settings: Settings) -> ServiceStatus:
-    up = port_open("127.0.0.1", 7687)
-    return ServiceStatus("neo4j", up, "http://127.0.0.1:7474/browser/", settings.neo4j_uri)
+    up = port_open("127.0.0.1", settings.neo4j_bolt_port)
+    return ServiceStatus("neo4j", up, neo4j_browser_url(settings), settings.neo4j_uri)
+
+
+def neo4j_browser_url(settings: Settings) -> str:
+    return f"http://127.0.0.1:{settings.neo4j_http_port}/browser/"
 
 
 # --- MLflow and Prefect UIs (plain background processes with pid files) ---------------------------

@@ -1,9 +1,11 @@
 # shellcheck shell=bash
 # Shared helpers for install.sh / start.sh / stop.sh / admin.sh. Source it; don't run it.
 
-NEO4J_VERSION="5.26.30"
-NEO4J_BROWSER_VERSION="5.24.0"
 NEO4J_SERVICE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# single source of truth for versions: pom.xml
+NEO4J_VERSION="$(sed -n 's:.*<neo4j.version>\(.*\)</neo4j.version>.*:\1:p' "$NEO4J_SERVICE_DIR/pom.xml")"
+NEO4J_BROWSER_VERSION="$(sed -n 's:.*<neo4j-browser.version>\(.*\)</neo4j-browser.version>.*:\1:p' "$NEO4J_SERVICE_DIR/pom.xml")"
+export NEO4J_SERVICE_DIR NEO4J_VERSION NEO4J_BROWSER_VERSION
 INSTALL_MARKER_NAME=".installed-neo4j-${NEO4J_VERSION}"
 
 die() { echo "neo4j: $*" >&2; exit 1; }

@@ -45,7 +45,7 @@ else
     echo "neo4j ${NEO4J_VERSION}, browser ${NEO4J_BROWSER_VERSION}, ${n_jars} jars, $(date -u +%FT%TZ)" \
         >"$staging/$INSTALL_MARKER_NAME"
     # swap in atomically-ish; an old/partial lib dir is replaced
-    rm -rf "$HOME_DIR/lib"
+    rm -rf "${HOME_DIR:?}/lib"
     mv "$staging" "$HOME_DIR/lib"
     trap - EXIT
     log "installed ${n_jars} jars into $HOME_DIR/lib"

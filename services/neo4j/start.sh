@@ -34,7 +34,7 @@ fi
 
 wait_ready() { # pid [deadline]
     local pid="$1" deadline="${2:-$((SECONDS + TIMEOUT))}"
-    while [ $SECONDS -lt $deadline ]; do
+    while [ "$SECONDS" -lt "$deadline" ]; do
         if ! pid_alive "$pid" "$HOME_DIR"; then
             log "server process $pid exited during startup"
             show_log_tail "$HOME_DIR"
@@ -94,16 +94,24 @@ launch_log="$HOME_DIR/logs/launcher.log"
 echo "=== $(date -u +%FT%TZ) start" >>"$launch_log"
 # The launcher spawns the server JVM detached, writes run/neo4j.pid and returns once
 # the process is running (typically after a few seconds).
-launch_rc=0
+launch_rc=0 why=""
 timeout --kill-after=5 "$TIMEOUT" \
     java -Xmx256m -XX:+UseSerialGC -cp "$HOME_DIR/lib/*" org.neo4j.server.startup.Neo4jCommand start \
     >>"$launch_log" 2>&1 || launch_rc=$?
 pid="$(read_pid "$HOME_DIR" || true)"
+if [ "$launch_rc" -eq 124 ] || [ "$launch_rc" -eq 137 ]; then
+    # timeout(1) signals its whole process group, so the half-started server got SIGTERM
+    # too; make sure it is gone rather than leaving a half-started server behind.
+    log "launcher timed out after ${TIMEOUT}s; stopping the half-started server"
+    if [ -n "$pid" ] && pid_alive "$pid" "$HOME_DIR"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    launch_rc=1 pid="" why="timed out"
+fi
 if [ "$launch_rc" -ne 0 ] && ! { [ -n "$pid" ] && pid_alive "$pid" "$HOME_DIR"; }; then
-    case "$launch_rc" in
-        124|137) log "launcher timed out after ${TIMEOUT}s (the timeout also stops the server it spawned):" ;;
-        *) log "launcher failed (rc=$launch_rc):" ;;
-    esac
+    log "launcher ${why:-failed (rc=$launch_rc)}; output:"
     rm -f "$HOME_DIR/run/neo4j.pid"
     sed -n '/^=== /h; /^=== /!H; ${x;p}' "$launch_log" | tail -n 30 >&2
     show_log_tail "$HOME_DIR"
