@@ -19,4 +19,9 @@ HOME_DIR="$(abs_home "$1")"; shift
 is_installed "$HOME_DIR" || die "$HOME_DIR is not installed (run install.sh first)"
 require_java17
 neo4j_env "$HOME_DIR"
-exec java -Xmx256m -XX:+UseSerialGC -cp "$HOME_DIR/lib/*" org.neo4j.server.startup.Neo4jAdminCommand "$@"
+# "database import" writes import.report into the caller's cwd by default; keep it in HOME_DIR/logs
+args=("$@")
+if [ "${1:-}" = database ] && [ "${2:-}" = import ]; then
+    case " $* " in *" --report-file"*) ;; *) args+=("--report-file=$HOME_DIR/logs/import.report") ;; esac
+fi
+exec java -Xmx256m -XX:+UseSerialGC -cp "$HOME_DIR/lib/*" org.neo4j.server.startup.Neo4jAdminCommand "${args[@]}"
