@@ -34,7 +34,7 @@ def test_nightly_flow_lands_in_every_store(small_raw, prefect_harness, neo4j_dri
     client = MlflowClient()
     champion = client.get_model_version_by_alias(settings.mlflow_model_name, "champion")
     challenger = client.get_model_version_by_alias(settings.mlflow_model_name, "challenger")
-    assert champion.version == challenger.version == str(first["train"]["version"])
+    assert int(champion.version) == int(challenger.version) == first["train"]["version"]
     assert 0.5 < first["train"]["metrics"]["auc"] <= 1.0
 
     # Neo4j: node and relationship counts equal what the processed data implies.
@@ -61,7 +61,7 @@ def test_nightly_flow_lands_in_every_store(small_raw, prefect_harness, neo4j_dri
     assert graph_counts(neo4j_driver, settings.neo4j_database) == counts
     assert second["train"]["version"] == first["train"]["version"] + 1
     assert not second["train"]["promoted"]  # same data, same seed: not better, so no promotion
-    assert client.get_model_version_by_alias(settings.mlflow_model_name, "champion").version == champion.version
-    assert client.get_model_version_by_alias(settings.mlflow_model_name, "challenger").version == str(
-        second["train"]["version"]
-    )
+    assert int(client.get_model_version_by_alias(settings.mlflow_model_name, "champion").version) == int(champion.version)
+    assert int(client.get_model_version_by_alias(settings.mlflow_model_name, "challenger").version) == second["train"][
+        "version"
+    ]
