@@ -120,9 +120,10 @@ def ingest(
     from finrisk.ingest import IngestError
     from finrisk.mapping import MappingError
     from finrisk.services import use_prefect_server_if_running
-    from flows.pipeline import ingest_flow
 
     use_prefect_server_if_running(get_settings())
+    from flows.pipeline import ingest_flow
+
     root = _data_dir(data_dir)
     for source in paths or [root / "raw"]:
         try:
@@ -147,9 +148,10 @@ def nightly(
 
 def _run_nightly(root: Path, source: Path | None, mapping: Path | None) -> dict:
     from finrisk.services import use_prefect_server_if_running
+
+    use_prefect_server_if_running(get_settings())  # before Prefect is imported: it reads its settings once
     from flows.nightly import nightly as nightly_flow
 
-    use_prefect_server_if_running(get_settings())
     try:
         return nightly_flow(source or root / "raw", root, mapping)
     except ConfigError as exc:

@@ -91,3 +91,4 @@ def prefect_home() -> Path:
 def use_local_prefect_home() -> None:
     """Keep Prefect's state inside the project unless the user points it elsewhere."""
     os.environ.setdefault("PREFECT_HOME", str(prefect_home()))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from a bank's network

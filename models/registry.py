@@ -66,7 +66,8 @@ def log_and_register(result: TrainResult, model_name: str) -> Registration:
     challenger_metric = result.metrics[PRIMARY_METRIC]
     promote = _better(challenger_metric, champion_metric)
 
-    example = result.test_scored.select(result.scorer.columns).head(5).to_pandas()
+    # Floats throughout: any feature may be null at inference time.
+    example = result.test_scored.select(pl.col(c).cast(pl.Float64) for c in result.scorer.columns).head(5).to_pandas()
     with mlflow.start_run(run_name="nightly-train") as run:
         mlflow.log_params(result.params)
         mlflow.log_metrics({k: v for k, v in result.metrics.items() if not math.isnan(v)})
