@@ -122,7 +122,7 @@ def ingest(
     from finrisk.services import use_prefect_server_if_running
 
     use_prefect_server_if_running(get_settings())
-    from flows.pipeline import ingest_flow
+    from flows.ingest import ingest_flow
 
     root = _data_dir(data_dir)
     for source in paths or [root / "raw"]:

@@ -1,11 +1,15 @@
-"""The nightly run: ingest -> validate -> features -> train -> graph -> score."""
+"""The nightly run: ingest (with validation) -> features -> train -> graph -> score."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.pipeline import features_flow, graph_flow, ingest_flow, latest_day, score_flow, train_flow
+from flows.features import features_flow
+from flows.graph import graph_flow
+from flows.ingest import ingest_flow
+from flows.score import latest_day, score_flow
+from flows.train import train_flow
 
 
 @flow(name="nightly")
