@@ -219,5 +219,9 @@ def demo(
     _print_summary(result, root)
 
 
+from finrisk import cli_models  # noqa: E402  (area commands register themselves on the app)
+
+cli_models.register(app)
+
 if __name__ == "__main__":
     app()

@@ -1,9 +1,10 @@
-"""The fraud scorer: a PyOD anomaly detector whose score feeds a LightGBM classifier.
+"""The fraud scorer: a PyOD anomaly ensemble whose score feeds a LightGBM classifier.
 
-Pure training and scoring logic on Polars frames; registry work lives in models.registry.
+Pure training, scoring and explanation on Polars frames; MLflow work lives in models.registry.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,24 +12,30 @@ import lightgbm as lgb
 import mlflow.pyfunc
 import numpy as np
 import polars as pl
-from pyod.models.ecod import ECOD
 
 from features.definitions import MODEL_FEATURES
-from models.evaluation import binary_metrics
+from finrisk.schema import BUSINESS_TZ
+from models.anomaly import AnomalyEnsemble
+from models.evaluation import binary_metrics, recall_at_budget
+from models.reasons import top_reasons
 
-ANOMALY_SAMPLE_ROWS = 200_000  # ECOD is O(n log n) per feature; a sample fits the tails well
+
+# The scorer takes Polars or pandas frames and declares its signature explicitly when logged.
+warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method")
 
 
 def feature_matrix(features: pl.DataFrame, columns: tuple[str, ...] = MODEL_FEATURES) -> np.ndarray:
-    return features.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+    present = set(features.columns)
+    return features.select(
+        (pl.col(c) if c in present else pl.lit(None)).cast(pl.Float64).alias(c) for c in columns
+    ).to_numpy()
 
 
 class FraudScorer(mlflow.pyfunc.PythonModel):
-    """ECOD anomaly score (0..1, rank against training data) + LightGBM probability of fraud."""
+    """Anomaly ensemble rank (0..1) plus the LightGBM probability of fraud, with reason codes."""
 
-    def __init__(self, detector: ECOD, reference_scores: np.ndarray, booster_text: str, columns: tuple[str, ...]):
-        self.detector = detector
-        self.reference_scores = np.sort(reference_scores)
+    def __init__(self, anomaly: AnomalyEnsemble, booster_text: str, columns: tuple[str, ...]):
+        self.anomaly = anomaly
         self.booster_text = booster_text
         self.columns = tuple(columns)
         self._booster: lgb.Booster | None = None
@@ -44,27 +51,36 @@ class FraudScorer(mlflow.pyfunc.PythonModel):
         state["_booster"] = None
         return state
 
-    def anomaly_scores(self, x: np.ndarray) -> np.ndarray:
-        raw = self.detector.decision_function(np.nan_to_num(x, nan=0.0))
-        return np.searchsorted(self.reference_scores, raw, side="right") / len(self.reference_scores)
+    def _inputs(self, features: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        x = feature_matrix(features, self.columns)
+        return x, np.column_stack([x, self.anomaly.score(x)])
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
-        x = feature_matrix(features, self.columns)
-        anomaly = self.anomaly_scores(x)
-        proba = self.booster.predict(np.column_stack([x, anomaly]), num_threads=2)
-        return pl.DataFrame({"score": proba, "anomaly_score": anomaly})
+        _, xa = self._inputs(features)
+        proba = self.booster.predict(xa, num_threads=2)
+        return pl.DataFrame({"score": proba, "anomaly_score": xa[:, -1]})
+
+    def score_with_reasons(self, features: pl.DataFrame, top_k: int = 3) -> pl.DataFrame:
+        _, xa = self._inputs(features)
+        proba = self.booster.predict(xa, num_threads=2)
+        contributions = self.booster.predict(xa, pred_contrib=True, num_threads=2)[:, :-1]
+        reasons = top_reasons(contributions, xa, [*self.columns, "anomaly_score"], top_k)
+        return pl.DataFrame({"score": proba, "anomaly_score": xa[:, -1]}).with_columns(reasons)
 
     def predict(self, context, model_input, params=None):
-        frame = pl.from_pandas(model_input) if not isinstance(model_input, pl.DataFrame) else model_input
+        frame = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         return self.score(frame).to_pandas()
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainWindows:
+    """[train_start, train_end) for fitting; labels used only if known before test_start;
+    [test_start, test_end) held out. The gap train_end..test_start is the label delay."""
+
     train_start: datetime
-    train_end: datetime  # exclusive
+    train_end: datetime
     test_start: datetime
-    test_end: datetime  # exclusive
+    test_end: datetime
 
     @classmethod
     def before(cls, score_day_start: datetime, first_ts: datetime, test_days: int, delay_days: int) -> "TrainWindows":
@@ -74,16 +90,30 @@ class TrainWindows:
         if train_end <= first_ts:
             raise ValueError(
                 f"not enough history: training would end at {train_end:%Y-%m-%d}, before the data starts "
-                f"({first_ts:%Y-%m-%d}); generate more days or shorten the test window / label delay"
+                f"({first_ts:%Y-%m-%d}); use more days or a shorter test window / label delay"
             )
         return cls(first_ts, train_end, test_start, test_end)
 
 
-def attach_labels(features: pl.DataFrame, labels: pl.DataFrame, known_before: datetime | None) -> pl.DataFrame:
-    """label = 1 only for frauds reported before `known_before` (None: every label we have)."""
-    known = labels if known_before is None else labels.filter(pl.col("reported_at") < known_before)
-    return features.join(known.select("txn_id", "label"), on="txn_id", how="left").with_columns(
+def label_availability(features: pl.DataFrame, labels: pl.DataFrame, delay_days: int) -> pl.DataFrame:
+    """txn_id, customer_id, label, fraud_type, available_at: when the label could be known.
+    A label without reported_at becomes known `delay_days` after its transaction."""
+    return features.select("txn_id", "customer_id", "ts").join(labels, on="txn_id", how="inner").select(
+        "txn_id", "customer_id", "label", "fraud_type",
+        pl.coalesce(pl.col("reported_at"), pl.col("ts") + pl.duration(days=delay_days)).alias("available_at"),
+    )
+
+
+def attach_labels(features: pl.DataFrame, known: pl.DataFrame) -> pl.DataFrame:
+    return features.join(known.select("txn_id", "label", "fraud_type"), on="txn_id", how="left").with_columns(
         pl.col("label").fill_null(0).cast(pl.Int8)
+    )
+
+
+def known_compromised(availability: pl.DataFrame) -> pl.DataFrame:
+    """customer_id, known_from (business date from which the customer's fraud is known)."""
+    return availability.filter(pl.col("label") == 1).select(
+        "customer_id", pl.col("available_at").dt.convert_time_zone(BUSINESS_TZ).dt.date().cast(pl.String).alias("known_from")
     )
 
 
@@ -93,6 +123,8 @@ class TrainResult:
     metrics: dict[str, float]
     params: dict
     test_scored: pl.DataFrame
+    per_typology: pl.DataFrame
+    feature_importance: pl.DataFrame
 
 
 LGB_PARAMS = {
@@ -104,7 +136,7 @@ LGB_PARAMS = {
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "scale_pos_weight": 10.0,  # frauds are <1% of rows; a moderate weight, not full rebalancing
+    "scale_pos_weight": 10.0,  # frauds are <1% of rows: a moderate weight, not full rebalancing
     "deterministic": True,
     "force_row_wise": True,
     "num_threads": 2,
@@ -112,49 +144,67 @@ LGB_PARAMS = {
 }
 
 
-def train_fraud_model(
-    features: pl.DataFrame, labels: pl.DataFrame, windows: TrainWindows, seed: int = 7
-) -> TrainResult:
-    train = features.filter(pl.col("ts") < windows.train_end)
-    train = attach_labels(train, labels, known_before=windows.test_start)
-    test = features.filter((pl.col("ts") >= windows.test_start) & (pl.col("ts") < windows.test_end))
-    test = attach_labels(test, labels, known_before=None)
+def fit_scorer(train: pl.DataFrame, seed: int = 7, detectors: tuple[str, ...] | None = None) -> tuple[FraudScorer, int]:
+    """Fit the anomaly ensemble on all training rows (no labels needed), then LightGBM with early
+    stopping on the last fifth of the training window, in time order."""
     if train.get_column("label").sum() == 0:
         raise ValueError("no fraud labels known in the training window: cannot train a classifier")
-
-    x_train = feature_matrix(train)
-    sample = np.random.default_rng(seed).permutation(len(x_train))[:ANOMALY_SAMPLE_ROWS]
-    detector = ECOD(n_jobs=1)
-    detector.fit(np.nan_to_num(x_train[sample], nan=0.0))
-    reference = detector.decision_scores_
-    scorer = FraudScorer(detector, reference, "", MODEL_FEATURES)
-    anomaly_train = scorer.anomaly_scores(x_train)
-
-    # Early stopping on the last fifth of the training window, in time order.
+    x = feature_matrix(train)
+    anomaly = AnomalyEnsemble(detectors or AnomalyEnsemble.detectors, seed=seed).fit(x)
+    scorer = FraudScorer(anomaly, "", MODEL_FEATURES)
+    xa = np.column_stack([x, anomaly.score(x)])
+    y = train.get_column("label").to_numpy()
     cut = train.get_column("ts").quantile(0.8)
     is_fit = (train.get_column("ts") < cut).to_numpy()
-    xa = np.column_stack([x_train, anomaly_train])
-    y = train.get_column("label").to_numpy()
+    if y[is_fit].sum() == 0 or y[~is_fit].sum() == 0:
+        is_fit = np.ones(len(y), dtype=bool)  # too few frauds to hold some back: fixed rounds instead
     names = [*MODEL_FEATURES, "anomaly_score"]
     params = {**LGB_PARAMS, "seed": seed}
-    fit_set = lgb.Dataset(xa[is_fit], y[is_fit], feature_name=names, free_raw_data=True)
-    valid_set = lgb.Dataset(xa[~is_fit], y[~is_fit], reference=fit_set)
-    booster = lgb.train(
-        params, fit_set, num_boost_round=400, valid_sets=[valid_set],
-        callbacks=[lgb.early_stopping(40, verbose=False)],
-    )
-    scorer.booster_text = booster.model_to_string(num_iteration=booster.best_iteration)
+    fit_set = lgb.Dataset(xa[is_fit], y[is_fit], feature_name=names)
+    if is_fit.all():
+        booster = lgb.train(params, fit_set, num_boost_round=150)
+        best = 150
+    else:
+        valid_set = lgb.Dataset(xa[~is_fit], y[~is_fit], reference=fit_set)
+        booster = lgb.train(
+            params, fit_set, num_boost_round=600, valid_sets=[valid_set],
+            callbacks=[lgb.early_stopping(50, verbose=False)],
+        )
+        best = booster.best_iteration
+    scorer.booster_text = booster.model_to_string(num_iteration=best)
+    return scorer, best
 
-    test_scored = pl.concat([test, scorer.score(test)], how="horizontal")
-    metrics = binary_metrics(test_scored)
-    metrics.update(
-        train_rows=float(train.height), train_frauds=float(train.get_column("label").sum()),
-        best_iteration=float(booster.best_iteration),
+
+def train_fraud_model(
+    features: pl.DataFrame, labels: pl.DataFrame, windows: TrainWindows, delay_days: int,
+    seed: int = 7, k: int = 100, budget: int = 100,
+) -> TrainResult:
+    availability = label_availability(features, labels, delay_days)
+    known_at_training = availability.filter(pl.col("available_at") < windows.test_start)
+    train = attach_labels(
+        features.filter((pl.col("ts") >= windows.train_start) & (pl.col("ts") < windows.train_end)), known_at_training
     )
-    run_params = {
-        **{k: v for k, v in params.items() if k not in ("verbosity",)},
+    test = attach_labels(
+        features.filter((pl.col("ts") >= windows.test_start) & (pl.col("ts") < windows.test_end)), availability
+    )
+    scorer, best = fit_scorer(train, seed)
+    test_scored = pl.concat([test, scorer.score(test)], how="horizontal")
+    metrics = binary_metrics(test_scored, k=k, budget=budget, known_compromised=known_compromised(known_at_training))
+    _, per_typology = recall_at_budget(test_scored, budget)
+    metrics.update(
+        train_rows=float(train.height), train_frauds=float(train.get_column("label").sum()), best_iteration=float(best)
+    )
+    importance = pl.DataFrame(
+        {
+            "feature": scorer.booster.feature_name(),
+            "gain": scorer.booster.feature_importance("gain"),
+        }
+    ).sort("gain", descending=True)
+    params = {
+        **{key: v for key, v in LGB_PARAMS.items() if key != "verbosity"}, "seed": seed,
         "train_start": windows.train_start.isoformat(), "train_end": windows.train_end.isoformat(),
         "test_start": windows.test_start.isoformat(), "test_end": windows.test_end.isoformat(),
-        "anomaly_detector": "pyod.ECOD", "features": ",".join(MODEL_FEATURES),
+        "label_delay_days": delay_days, "anomaly_detectors": ",".join(scorer.anomaly.detectors),
+        "features": ",".join(MODEL_FEATURES),
     }
-    return TrainResult(scorer, metrics, run_params, test_scored)
+    return TrainResult(scorer, metrics, params, test_scored, per_typology, importance)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,18 +15,19 @@ from mlflow.models import infer_signature
 
 from models.evaluation import binary_metrics
 from models.fraud_model import FraudScorer, TrainResult
+from models.plots import model_plots
 
 EXPERIMENT = "finrisk-fraud"
 PRIMARY_METRIC = "average_precision"
 
 
-def configure(tracking_uri: str, artifact_root: Path | None = None) -> None:
+def configure(tracking_uri: str, artifact_root: Path | None = None, experiment: str = EXPERIMENT) -> None:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+    if mlflow.get_experiment_by_name(experiment) is None:
         location = artifact_root.as_uri() if artifact_root is not None else None
-        mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    mlflow.set_experiment(EXPERIMENT)
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
 
 
 @dataclass
@@ -54,9 +56,13 @@ def _better(challenger: float, champion: float | None) -> bool:
     return not math.isnan(challenger) and challenger > champion
 
 
-def log_and_register(result: TrainResult, model_name: str) -> Registration:
-    """Log the run, register the model as `challenger`, and promote it to `champion` if it wins
-    on the same held-out window the champion is re-scored on."""
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if not math.isnan(v)}
+
+
+def log_and_register(result: TrainResult, model_name: str, run_name: str = "train") -> Registration:
+    """Log the run, register the model as `challenger`, and promote it to `champion` if it beats the
+    champion re-scored on the same held-out window."""
     champion = load_alias(model_name, "champion")
     champion_metric = None
     if champion is not None:
@@ -68,11 +74,20 @@ def log_and_register(result: TrainResult, model_name: str) -> Registration:
 
     # Floats throughout: any feature may be null at inference time.
     example = result.test_scored.select(pl.col(c).cast(pl.Float64) for c in result.scorer.columns).head(5).to_pandas()
-    with mlflow.start_run(run_name="nightly-train") as run:
+    with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(result.params)
-        mlflow.log_metrics({k: v for k, v in result.metrics.items() if not math.isnan(v)})
+        mlflow.log_metrics(_finite(result.metrics))
         if champion_metric is not None and not math.isnan(champion_metric):
             mlflow.log_metric(f"champion_{PRIMARY_METRIC}", champion_metric)
+        mlflow.log_table(result.per_typology.to_pandas(), "evaluation/recall_per_typology.json")
+        mlflow.log_table(
+            pl.DataFrame({"metric": list(result.metrics), "value": list(result.metrics.values())}).to_pandas(),
+            "evaluation/metrics.json",
+        )
+        mlflow.log_table(result.feature_importance.to_pandas(), "evaluation/feature_importance.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in model_plots(result.test_scored, result.feature_importance, result.per_typology, Path(tmp)):
+                mlflow.log_artifact(str(path), "plots")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=result.scorer,
@@ -81,12 +96,42 @@ def log_and_register(result: TrainResult, model_name: str) -> Registration:
             registered_model_name=model_name,
         )
         version = int(info.registered_model_version)
-        mlflow.set_tags({"promoted": str(promote), "model_version": str(version)})
+        decision = "promoted to champion" if promote else "kept the current champion"
+        mlflow.set_tags(
+            {
+                "promoted": str(promote), "model_version": str(version), "decision": decision,
+                "champion_version_before": str(champion[1]) if champion else "none",
+            }
+        )
     client = MlflowClient()
     client.set_registered_model_alias(model_name, "challenger", version)
     if promote:
         client.set_registered_model_alias(model_name, "champion", version)
     return Registration(
-        run.info.run_id, version, promote, challenger_metric, champion_metric,
-        champion[1] if champion else None,
+        run.info.run_id, version, promote, challenger_metric, champion_metric, champion[1] if champion else None
     )
+
+
+def list_versions(model_name: str) -> pl.DataFrame:
+    """Every registered version with its aliases and its run's headline metrics."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:
+        return pl.DataFrame()
+    rows = []
+    for found in versions:
+        mv = client.get_model_version(model_name, found.version)  # search results leave aliases out
+        metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+        rows.append(
+            {
+                "version": int(mv.version),
+                "aliases": ",".join(sorted(mv.aliases)),
+                "created": mv.creation_timestamp,
+                "auc": metrics.get("auc"),
+                "average_precision": metrics.get("average_precision"),
+                "card_precision_at_100": metrics.get("card_precision_at_100"),
+                "run_id": mv.run_id,
+            }
+        )
+    return pl.DataFrame(rows).sort("version", descending=True) if rows else pl.DataFrame()
