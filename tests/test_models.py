@@ -75,7 +75,7 @@ def test_anomaly_ensemble_ranks_outliers_high():
     x = rng.normal(size=(3000, 5))
     x[:20] += 8
     x[50:60, 2] = np.nan
-    scores = AnomalyEnsemble(seed=1).fit(x).score(x)
+    scores = AnomalyEnsemble(("ecod", "copod", "hbos", "iforest"), seed=1).fit(x).score(x)
     assert scores.shape == (3000,)
     assert np.all((scores >= 0) & (scores <= 1))
     assert scores[:20].min() > np.quantile(scores[20:], 0.95)
@@ -145,3 +145,20 @@ def test_registry_promotes_only_a_better_model(tmp_path):
     rescored = scorer.score_with_reasons(features.head(50))
     assert rescored.columns == ["score", "anomaly_score", "reasons"]
     assert list_versions(name).get_column("version").to_list() == [3, 2, 1]
+
+
+def test_clusters_recover_distinct_behaviour_groups():
+    from models.clustering import cluster_customers
+
+    rng = np.random.default_rng(2)
+    centres = np.array([[0, 0, 0], [10, 0, 0], [0, 10, 0], [0, 0, 10]], dtype=float)
+    group = np.repeat(np.arange(4), 150)
+    x = centres[group] + rng.normal(scale=0.5, size=(600, 3))
+    vectors = pl.DataFrame({"customer_id": [f"C{i}" for i in range(600)], "a": x[:, 0], "b": x[:, 1], "c": x[:, 2]})
+    result = cluster_customers(vectors, k_candidates=(2, 4, 6), seed=1)
+    assert result.k == 4
+    assert result.diagnostics.get_column("k").to_list() == [2, 4, 6]
+    # Every true group maps to exactly one cluster.
+    found = pl.DataFrame({"group": group, "cluster": result.assignments.get_column("peer_group")})
+    assert found.group_by("group").agg(pl.col("cluster").n_unique()).get_column("cluster").max() == 1
+    assert (result.assign(vectors) == result.assignments.get_column("peer_group").to_numpy()).all()
