@@ -23,6 +23,38 @@ services_app = typer.Typer(help="Start, stop and check the local Neo4j, MLflow U
 app.add_typer(services_app, name="services")
 console = Console()
 
+@app.callback()
+def _audit_invocation(ctx: typer.Context) -> None:
+    """Every command run is written to the audit log (who ran what, with which arguments)."""
+    import sys
+
+    from finrisk.audit import record
+
+    if ctx.invoked_subcommand and ctx.invoked_subcommand != "audit":
+        record(get_settings().audit_log, "command", ctx.invoked_subcommand, {"argv": sys.argv[1:]})
+
+
+@app.command()
+def audit(
+    verify_chain: Annotated[bool, typer.Option("--verify", help="Check the hash chain instead of listing.")] = False,
+    last: Annotated[int, typer.Option(help="How many recent events to list.")] = 20,
+) -> None:
+    """Show the append-only audit log, or verify that nothing in it was altered."""
+    from finrisk.audit import read_events, verify
+
+    path = get_settings().audit_log
+    if verify_chain:
+        result = verify(path)
+        if not result.ok:
+            _fail(f"audit log {path} is NOT intact: {result.problem}")
+        console.print(f"audit log intact: {result.events} events in {path}")
+        return
+    table = Table("time (UTC)", "actor", "action", "target", "details", title=str(path))
+    for event in read_events(path)[-last:]:
+        table.add_row(event["ts"][:19], event["actor"], event["action"], event["target"], str(event["details"])[:60])
+    console.print(table)
+
+
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
 
 

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = PROJECT_ROOT / "data"
+    # One append-only audit log for every dataset on this installation.
+    audit_log: Path = PROJECT_ROOT / "data" / "audit" / "audit.log"
     mlruns_dir: Path = PROJECT_ROOT / "mlruns"
     # Empty means the embedded default: SQLite backend and artifacts under mlruns/.
     mlflow_tracking_uri: str = ""

@@ -11,6 +11,7 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from finrisk.audit import record
 from finrisk.config import get_settings
 from finrisk.io import DataLayout
 from finrisk.schema import BUSINESS_TZ
@@ -43,6 +44,11 @@ def explicit_windows(train_from: date, train_to: date, delay_days: int, test_day
 
 def _publish(result, reg, logger) -> dict:
     decision = "promoted to champion" if reg.promoted else "kept the current champion"
+    record(
+        get_settings().audit_log, "model_registered", f"{get_settings().mlflow_model_name} v{reg.version}",
+        {"decision": decision, "challenger_ap": reg.challenger_metric, "champion_ap": reg.champion_metric,
+         "champion_version_before": reg.champion_version, "run_id": reg.run_id},
+    )
     champion = "none" if reg.champion_metric is None else f"{reg.champion_metric:.4f}"
     logger.info("model version %d: AP %.4f (champion %s) -> %s", reg.version, reg.challenger_metric, champion, decision)
     create_markdown_artifact(

@@ -27,6 +27,7 @@ def _isolated_environment(tmp_path_factory):
     os.environ.update(TEST_NEO4J)
     os.environ["FINRISK_MLRUNS_DIR"] = str(base / "mlruns")
     os.environ["FINRISK_DATA_DIR"] = str(base / "data")
+    os.environ["FINRISK_AUDIT_LOG"] = str(base / "audit" / "audit.log")
     os.environ.pop("FINRISK_MLFLOW_TRACKING_URI", None)
     os.environ.setdefault("FINRISK_PSEUDONYM_KEY", "test-only-key-0123456789abcdef")
     os.environ.pop("PREFECT_API_URL", None)
