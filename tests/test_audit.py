@@ -52,4 +52,4 @@ def test_cli_commands_are_audited_and_verify_reports_tampering(tmp_path, monkeyp
     assert ok.exit_code == 0 and "intact" in ok.output
     log.write_text(log.read_text().replace('"services"', '"tampered"', 1))
     bad = runner.invoke(app, ["audit", "--verify"])
-    assert bad.exit_code == 1 and "NOT intact" in bad.output
+    assert bad.exit_code == 1 and "altered" in bad.output
