@@ -63,7 +63,7 @@ def score_range(data_dir: Path, date_from: date, date_to: date, out: Path) -> di
     scorer, version = load_champion()
     features = (
         scan_partitioned(layout.features)
-        .filter(pl.col("date").is_between(date_from.isoformat(), date_to.isoformat()))
+        .filter(pl.col("date").is_between(pl.lit(date_from.isoformat()), pl.lit(date_to.isoformat())))
         .collect()
     )
     if features.height == 0:

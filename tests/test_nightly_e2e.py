@@ -52,6 +52,21 @@ def test_nightly_flow_lands_in_every_store(small_raw, prefect_harness, neo4j_dri
     day_txns = processed.filter(pl.col("date") == day)
     assert sorted(scores.get_column("txn_id").to_list()) == sorted(day_txns.get_column("txn_id").to_list())
     assert scores.get_column("score").is_between(0, 1).all()
+    top = pl.read_parquet(layout.partition(layout.alerts, day)).head(5)
+    assert top.get_column("reasons").list.len().min() >= 1  # every top alert says why
+
+    # Explicit range scoring: every transaction of the last two days, with reasons.
+    from datetime import date, timedelta
+
+    from flows.score import score_range_flow
+
+    last = date.fromisoformat(day)
+    out = tmp_path / "range.parquet"
+    ranged = score_range_flow(data_dir, last - timedelta(days=1), last, out)
+    expected = processed.filter(pl.col("date") >= (last - timedelta(days=1)).isoformat())
+    written = pl.read_parquet(out)
+    assert ranged["scored"] == written.height == expected.height
+    assert written.columns[:6] == ["txn_id", "customer_id", "ts", "score", "anomaly_score", "reasons"]
 
     # A second run over the same files adds nothing anywhere and keeps the champion.
     second = nightly(small_raw, data_dir)
