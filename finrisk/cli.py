@@ -251,9 +251,10 @@ def demo(
     _print_summary(result, root)
 
 
-from finrisk import cli_compliance, cli_models  # noqa: E402  (area commands register themselves on the app)
+from finrisk import cli_compliance, cli_models, cli_ops  # noqa: E402  (area commands register themselves)
 
 cli_models.register(app)
+cli_ops.register(app)
 cli_compliance.register(app)
 
 if __name__ == "__main__":
