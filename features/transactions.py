@@ -1,44 +1,67 @@
-"""Customer micro-pattern features over the canonical transaction table (Polars, point-in-time).
+"""Batch path: point-in-time features for every transaction of a history.
 
-Every window is closed on the left: a transaction at time t sees only events strictly before t.
+A feature for a transaction at time t uses only events strictly before t and fraud labels usable
+before t (reported, plus the label delay). Features whose fields the data lacks come out null.
 """
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
-from finrisk.schema import BUSINESS_TZ, CHANNELS
+from features.catalogue import CATALOGUE, FAMILIES
+from features.context import FeatureContext
+from features.inputs import prepare_events
+from features.merchant import label_events
 
-KEYS = ("txn_id", "customer_id", "ts", "date")
+DEFAULT_LABEL_DELAY_DAYS = 7
 
 
-def _prior(expr: pl.Expr, window: str) -> pl.Expr:
-    return expr.rolling_sum_by("ts", window_size=window, closed="left").over("customer_id")
+def _run_family(module, ctx: FeatureContext) -> dict[str, pl.Series]:
+    if not any(f.available(ctx.fields) for f in module.FEATURES):
+        return {}
+    with np.errstate(divide="ignore", invalid="ignore"):  # empty histories give NaN, turned into null
+        return dict(module.compute(ctx))
+
+
+def compute_features(ctx: FeatureContext) -> pl.DataFrame:
+    """One column per catalogue feature, in the row order of ctx.events."""
+    values: dict[str, pl.Series] = {}
+    ctx.code_entities([k for k in ("customer", "counterparty", "device", "peer") if ctx.has_entity(k)])
+    for i, module in enumerate(FAMILIES):
+        values.update(_run_family(module, ctx))
+        later = FAMILIES[i + 1:]
+        ctx.release({k for m in later for k in m.TIMELINES}, {c for m in later for c in m.CACHED})
+    columns = [
+        values[f.name] if f.available(ctx.fields) and f.name in values
+        else pl.Series(f.name, [None] * ctx.n, dtype=f.dtype)
+        for f in CATALOGUE
+    ]
+    return pl.DataFrame(columns)
+
+
+def transaction_features(
+    tx: pl.LazyFrame | pl.DataFrame,
+    labels: pl.DataFrame | None = None,
+    label_delay_days: float = DEFAULT_LABEL_DELAY_DAYS,
+    peer_groups: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The transactions (sorted by ts, txn_id) with every catalogue feature appended.
+
+    labels: txn_id, label, reported_at (fraud labels; None leaves the merchant-risk features null).
+    peer_groups: customer_id, peer_group (None leaves the peer features null).
+    """
+    if label_delay_days < 0:
+        raise ValueError(f"label_delay_days must be >= 0, got {label_delay_days}")
+    events = prepare_events(tx)
+    known = None if labels is None else label_events(events, labels, label_delay_days)
+    ctx = FeatureContext(events, label_delay_days, known, peer_groups)
+    features = compute_features(ctx)
+    return pl.concat([events.drop("_ms"), features], how="horizontal")
 
 
 def customer_velocity_features(tx: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per transaction: keys plus every feature in the catalogue."""
-    amount_rupees = pl.col("amount_paise") / 100
-    local_ts = pl.col("ts").dt.convert_time_zone(BUSINESS_TZ)
-    one = pl.col("amount_paise").is_not_null().cast(pl.Int32)  # a per-row 1, so windows can count
-    sum_30d = _prior(amount_rupees, "30d")
-    count_30d = _prior(one, "30d")
-    return (
-        tx.sort("customer_id", "ts", "txn_id")
-        .with_columns(
-            amount_rupees_log=(amount_rupees.clip(lower_bound=0.01)).log10(),
-            hour_of_day=local_ts.dt.hour().cast(pl.Int8),
-            is_night=(local_ts.dt.hour() < 6).cast(pl.Int8),
-            channel_code=pl.col("channel").replace_strict(
-                list(CHANNELS), list(range(len(CHANNELS))), default=-1, return_dtype=pl.Int8
-            ),
-            is_debit=(pl.col("direction") == "DEBIT").cast(pl.Int8),
-            txn_count_1h=_prior(one, "1h").fill_null(0),
-            txn_count_24h=_prior(one, "24h").fill_null(0),
-            amount_sum_24h_rupees=_prior(amount_rupees, "24h").fill_null(0.0),
-            amount_vs_30d_mean=pl.when(count_30d > 0).then(amount_rupees / (sum_30d / count_30d)),
-            seconds_since_prev=(pl.col("ts") - pl.col("ts").shift(1).over("customer_id")).dt.total_seconds(),
-            first_time_counterparty=(
-                pl.int_range(pl.len()).over("customer_id", "counterparty", order_by=["ts", "txn_id"]) == 0
-            ).cast(pl.Int8),
-        )
-    )
+    """Every catalogue feature without labels or peer groups (the walking skeleton's entry point)."""
+    return transaction_features(tx).lazy()
+
+
+__all__ = ["CATALOGUE", "compute_features", "customer_velocity_features", "transaction_features"]

@@ -251,10 +251,12 @@ def demo(
     _print_summary(result, root)
 
 
-from finrisk import cli_compliance, cli_models, cli_ops  # noqa: E402  (area commands register themselves)
+from finrisk import cli_compliance, cli_features, cli_graph, cli_models, cli_ops  # noqa: E402
 
 cli_models.register(app)
 cli_ops.register(app)
+cli_features.register(app)
+cli_graph.register(app)
 cli_compliance.register(app)
 
 if __name__ == "__main__":

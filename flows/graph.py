@@ -5,10 +5,14 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.graph import load_graph
+from graph_loaders.graph_features import latest_processed_day
+from tasks.graph import build_graph_features, load_graph
 
 
 @flow(name="graph")
-def graph_flow(data_dir: Path) -> dict:
-    """Customers, merchants, devices and their relationships MERGEd into Neo4j."""
-    return load_graph(data_dir)
+def graph_flow(data_dir: Path, full: bool = False, day: str | None = None) -> dict:
+    """Load the days not yet in Neo4j (or bulk-import everything with full), then write the graph
+    features as of `day` (default: the latest processed day) for the models."""
+    counts = load_graph(data_dir, full=full)
+    features = build_graph_features(data_dir, day or latest_processed_day(data_dir))
+    return {**counts, "features": features}

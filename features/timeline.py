@@ -1,0 +1,271 @@
+"""Entity timelines: the rows of one kind of entity sorted by (entity, instant), so that "what did this
+row's entity do strictly before this row" becomes prefix sums and rolling windows over one array.
+
+Each entity and its instant are packed into one int64 key (entity code in the high bits, time in the
+low bits): one integer sort per entity kind instead of a sort per window, and every window is a
+Polars `rolling_*_by` over that key. Rows at the same instant share a key, so they never see each other.
+
+A timeline can start its running totals at `since` (the online path): totals then cover only rows
+from `since` on, and the caller adds the twin's totals for everything before.
+"""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from features.inputs import FeatureInputError
+
+KEY_BITS = 62  # keep clear of the sign bit and of overflow in key - window arithmetic
+BUCKET_CHUNK_ROWS = 1 << 17  # rows per block of the per-bucket running counts: small enough to stay in cache
+
+
+def _bits(value: int) -> int:
+    return max(int(value).bit_length(), 1)
+
+
+def _sort_order(key: np.ndarray) -> np.ndarray:
+    """Positions that sort `key`; rows with equal keys (one entity, one instant) stay in row order,
+    so "the previous row" is the same on every run."""
+    order = pl.Series(key).arg_sort().to_numpy().copy()
+    sorted_key = key[order]
+    tied = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
+    if len(tied):  # rare: re-order only the runs of equal keys by row position
+        members = np.unique(np.concatenate([tied, tied + 1]))
+        fixed = members[np.lexsort((order[members], sorted_key[members]))]
+        order[members] = order[fixed]
+    return order
+
+
+def _index_dtype(n: int):
+    return np.int32 if n < (1 << 31) - 1 else np.int64
+
+
+class Timeline:
+    """Rows with a non-null entity code, sorted by (entity, instant).
+
+    Arrays named in the methods are in timeline (sorted) order unless they end in `_rows`.
+    """
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        n_codes: int,
+        ms: np.ndarray,
+        *,
+        origin_ms: int | None = None,
+        horizon_ms: int = 0,
+        since_ms: int | None = None,
+    ):
+        self.n_rows = len(codes)
+        self._ms = ms
+        index = _index_dtype(self.n_rows + 1)
+        valid = codes >= 0
+        rows = np.arange(self.n_rows, dtype=index) if valid.all() else np.flatnonzero(valid).astype(index)
+        code = codes[rows]
+        time = ms[rows]
+        self.windowed = origin_ms is not None
+        self.origin_ms = origin_ms
+        if self.windowed:
+            # Real time axis: windows can be looked up; the horizon keeps key - window inside the entity.
+            offset = time - origin_ms
+            if len(offset) and offset.min() < 0:
+                raise ValueError("origin_ms must not be later than the first instant")
+            span = (int(offset.max()) if len(offset) else 0) + horizon_ms + 1
+        else:
+            # Running totals only: the rank of the instant orders rows with far fewer bits than milliseconds.
+            is_new = np.ones(len(time), dtype=bool)
+            is_new[1:] = time[1:] != time[:-1]
+            offset = np.cumsum(is_new)
+            self._instants = time[is_new]
+            span = int(offset[-1]) + 1 if len(offset) else 1
+            del is_new
+        self.shift = _bits(span)
+        if _bits(max(n_codes - 1, 0)) + self.shift > KEY_BITS:
+            raise FeatureInputError(
+                f"{n_codes:,} entities over this time span do not fit one 62-bit key; split the history"
+            )
+        key = (code.astype(np.int64) << self.shift) | offset.astype(np.int64)
+        del code, time, offset
+        order = _sort_order(key)
+        self.idx = rows[order]  # row position of each timeline position
+        self.key = key[order]
+        del key, order, rows
+        n = len(self.key)
+        pos = np.arange(n, dtype=index)
+        code = self.key >> self.shift
+        new_entity = np.ones(n, dtype=bool)
+        new_entity[1:] = code[1:] != code[:-1]
+        self.start = np.maximum.accumulate(np.where(new_entity, pos, 0)).astype(index)
+        new_instant = np.ones(n, dtype=bool)
+        new_instant[1:] = self.key[1:] != self.key[:-1]
+        self.first = np.maximum.accumulate(np.where(new_instant, pos, 0)).astype(index)  # rows before this instant
+        if since_ms is None:
+            self.begin = self.start
+        else:
+            since_offset = (since_ms - origin_ms) if self.windowed else int(np.searchsorted(self._instants, since_ms)) + 1
+            self.begin = np.searchsorted(self.key, self.base_key + max(since_offset, 0), side="left").astype(index)
+
+    @property
+    def base_key(self) -> np.ndarray:
+        """Smallest key of the row's entity."""
+        return (self.key >> self.shift) << self.shift
+
+    @property
+    def time(self) -> np.ndarray:
+        """Epoch milliseconds of each timeline position."""
+        if self.windowed:
+            return (self.key & ((1 << self.shift) - 1)) + self.origin_ms
+        return self._ms[self.idx]
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    # ---- moving values between row order and timeline order ------------------------------------
+
+    def take(self, values_rows: np.ndarray) -> np.ndarray:
+        return values_rows[self.idx]
+
+    def put(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """Back to row order; rows outside the timeline (null entity) get `fill`."""
+        if len(self.idx) == self.n_rows:  # every row is on the timeline: nothing to fill
+            out = np.empty(self.n_rows, dtype=np.float64)
+        else:
+            out = np.full(self.n_rows, fill, dtype=np.float64)
+        out[self.idx] = values
+        return out
+
+    # ---- running totals over the entity's whole history (from `since` online) -------------------
+
+    @staticmethod
+    def _prefix(values: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(values) + 1, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
+        np.cumsum(values, out=out[1:])
+        return out
+
+    def counted_before(self) -> np.ndarray:
+        """Rows of the entity before this row's instant (and from `begin`)."""
+        return np.maximum(self.first - self.begin, 0)
+
+    def sum_before(self, values: np.ndarray) -> np.ndarray:
+        cs = self._prefix(values)
+        return np.where(self.first > self.begin, cs[self.first] - cs[np.minimum(self.begin, self.first)], 0)
+
+    def opens_entity(self) -> np.ndarray:
+        """True on the first counted row of each entity (the row that makes it known)."""
+        return np.arange(len(self.key)) == self.begin
+
+    def first_time(self) -> np.ndarray:
+        """Instant (ms) of the entity's first counted row if it is before this row, else NaN."""
+        begin = np.minimum(self.begin, max(len(self.key) - 1, 0))
+        return np.where(self.first > self.begin, self._ms[self.idx[begin]], np.nan)
+
+    def last_before(self, mask: np.ndarray | None = None) -> np.ndarray:
+        """Timeline position of the entity's latest row (satisfying mask) before this instant, or -1."""
+        pos = np.arange(len(self.key), dtype=np.int64)
+        marked = pos if mask is None else np.where(mask, pos, -1)
+        latest = np.maximum.accumulate(marked) if len(marked) else marked
+        candidate = np.where(self.first > 0, latest[np.maximum(self.first - 1, 0)], -1)
+        return np.where(candidate >= self.start, candidate, -1)
+
+    # ---- windows over real time -----------------------------------------------------------------
+
+    def rolling(
+        self, values: dict[str, np.ndarray], specs: dict[str, tuple[str | None, str, int]]
+    ) -> dict[str, np.ndarray]:
+        """Several aggregates over each row's window [t - window, t), in one parallel Polars query.
+
+        values: input columns in timeline order; specs: output name -> (input name, or None to count
+        rows; "sum" | "min" | "max"; window in ms). Empty windows give 0 for sums and NaN for min/max.
+        The key spacing (horizon) keeps every window inside its own entity.
+        """
+        if not self.windowed:
+            raise ValueError("this timeline was built without a time axis")
+        frame = pl.DataFrame({"_key": self.key, "_one": np.ones(len(self.key), dtype=np.int32), **values})
+        frame = frame.with_columns(pl.col("_key").set_sorted())
+        exprs = []
+        for name, (column, how, window_ms) in specs.items():
+            source = pl.col("_one" if column is None else column)
+            rolled = getattr(source, f"rolling_{how}_by")("_key", window_size=f"{window_ms}i", closed="left")
+            exprs.append(rolled.alias(name))
+        result = frame.select(exprs)
+        del frame
+        out = {}
+        for name in specs:
+            column = result.get_column(name)
+            if column.dtype.is_integer() and column.null_count() == 0:
+                out[name] = column.to_numpy()  # counts and sums: no copy to float
+            else:
+                out[name] = column.cast(pl.Float64).fill_null(np.nan).to_numpy()
+        return out
+
+    def events_before(self, event_codes: np.ndarray, event_ms: np.ndarray, origin_ms: int) -> "EventCounts":
+        """Counts of outside events (e.g. fraud labels becoming usable) of each row's entity before it."""
+        return EventCounts(self, event_codes, event_ms, origin_ms)
+
+    # ---- counts per bucket (amount bands, hours, weekdays) ------------------------------------
+
+    def bucket_counts_before(
+        self, buckets: np.ndarray, n_buckets: int, with_below: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """For each row: the entity's earlier rows in the same bucket, and (with_below) in lower buckets.
+
+        Rows with bucket -1 are not counted and get -1. Works block by block over whole entities so
+        the per-bucket prefix counts stay small.
+        """
+        n = len(self.key)
+        same = np.full(n, -1, dtype=np.int64)
+        below = np.full(n, -1, dtype=np.int64) if with_below else None
+        entity_starts = np.flatnonzero(self.start == np.arange(n))
+        buffer = None
+        a = 0
+        while a < n:
+            k = np.searchsorted(entity_starts, a + BUCKET_CHUNK_ROWS, side="left")
+            b = int(entity_starts[k]) if k < len(entity_starts) else n  # blocks end where an entity starts
+            rows = slice(a, b)
+            block_buckets = buckets[rows]
+            # bucket-major (buckets x rows): each running count is one contiguous row of memory;
+            # one buffer for all blocks, so the pages are touched once
+            if buffer is None or buffer.shape[1] < b - a + 1:
+                buffer = np.empty((n_buckets, b - a + 1), dtype=np.int32)
+            counts = buffer[:, : b - a + 1]
+            counts.fill(0)
+            marked = np.flatnonzero(block_buckets >= 0)
+            counts[block_buckets[marked], marked + 1] = 1
+            np.cumsum(counts, axis=1, out=counts)
+            first = self.first[rows] - a
+            begin = np.minimum(self.begin[rows], self.first[rows]) - a
+            bucket = np.maximum(block_buckets, 0)
+            if with_below:
+                for k in range(1, n_buckets):  # now: rows so far with bucket <= k (row-wise adds stay contiguous)
+                    counts[k] += counts[k - 1]
+                upto = counts[bucket, first] - counts[bucket, begin]
+                lower = np.maximum(bucket - 1, 0)
+                under = np.where(bucket > 0, counts[lower, first] - counts[lower, begin], 0)
+                same[rows] = upto - under
+                below[rows] = under
+            else:
+                same[rows] = counts[bucket, first] - counts[bucket, begin]
+            a = b
+        invalid = buckets < 0
+        same[invalid] = -1
+        if below is not None:
+            below[invalid] = -1
+        return same, below
+
+
+class EventCounts:
+    """Outside events keyed like a timeline's rows, counted before each row."""
+
+    def __init__(self, timeline: Timeline, event_codes: np.ndarray, event_ms: np.ndarray, origin_ms: int):
+        offset = event_ms - origin_ms
+        keep = (event_codes >= 0) & (offset >= 0) & (offset < (1 << timeline.shift))
+        self.timeline = timeline
+        self.events = np.sort((event_codes[keep].astype(np.int64) << timeline.shift) | offset[keep])
+        self.hi = np.searchsorted(self.events, timeline.key, side="left")
+
+    def before(self, window_ms: int | None = None) -> np.ndarray:
+        """Events in [t - window, t), or anywhere before t when window is None."""
+        tl = self.timeline
+        base = tl.base_key
+        lower = base if window_ms is None else np.maximum(tl.key - window_ms, base)
+        return self.hi - np.searchsorted(self.events, lower, side="left")
