@@ -143,32 +143,6 @@ def generate(
 
 
 @app.command()
-def ingest(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Source files or folders (default: DATA_DIR/raw).")] = None,
-    mapping: Annotated[Optional[Path], typer.Option(help="Mapping YAML (default: the generator's).")] = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Ingest raw files: map, pseudonymise, validate (bad rows to quarantine), write Parquet."""
-    from finrisk.ingest import IngestError
-    from finrisk.mapping import MappingError
-    from finrisk.services import use_prefect_server_if_running
-
-    use_prefect_server_if_running(get_settings())
-    from flows.ingest import ingest_flow
-
-    root = _data_dir(data_dir)
-    for source in paths or [root / "raw"]:
-        try:
-            report = ingest_flow(source, root, mapping)
-        except (IngestError, MappingError, ConfigError) as exc:
-            _fail(str(exc))
-        console.print(
-            f"{source}: in {report['rows_in']:,} = loaded {report['loaded']:,} + quarantined "
-            f"{report['quarantined']:,} + duplicates {report['duplicates']:,}"
-        )
-
-
-@app.command()
 def nightly(
     source: Annotated[Optional[Path], typer.Option(help="Raw source folder (default: DATA_DIR/raw).")] = None,
     mapping: Annotated[Optional[Path], typer.Option(help="Mapping YAML.")] = None,
@@ -251,8 +225,9 @@ def demo(
     _print_summary(result, root)
 
 
-from finrisk import cli_compliance, cli_features, cli_graph, cli_models, cli_ops  # noqa: E402
+from finrisk import cli_compliance, cli_features, cli_graph, cli_ingest, cli_models, cli_ops  # noqa: E402
 
+cli_ingest.register(app)
 cli_models.register(app)
 cli_ops.register(app)
 cli_features.register(app)

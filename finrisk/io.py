@@ -55,12 +55,12 @@ class DataLayout:
         return base / f"date={day}" / "part-0.parquet"
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
+def write_parquet_atomic(df: pl.DataFrame, path: Path, compression_level: int | None = None) -> Path:
     """Write to a temporary name in the same folder, then rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
+        df.write_parquet(tmp, compression="zstd", compression_level=compression_level, statistics=True)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -34,11 +34,16 @@ TRANSACTION_SCHEMA: dict[str, pl.DataType] = {
     "phone": pl.String,
     "email": pl.String,
     "payer_vpa": pl.String,
+    "pan": pl.String,
+    "aadhaar": pl.String,
 }
 
 # Fields that are direct identifiers under the DPDP Act and are pseudonymised at ingest.
-PII_FIELDS = ("account_id", "customer_name", "phone", "email", "payer_vpa")
+PII_FIELDS = ("account_id", "customer_name", "phone", "email", "payer_vpa", "pan", "aadhaar")
 REQUIRED_FIELDS = ("txn_id", "ts", "customer_id", "amount_paise")
+
+# Counterparties of these types are VPAs of people, so they are pseudonymised as well.
+PERSON_COUNTERPARTY_TYPES = ("P2P",)
 
 LABEL_SCHEMA: dict[str, pl.DataType] = {
     "txn_id": pl.String,

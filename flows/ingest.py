@@ -5,10 +5,23 @@ from pathlib import Path
 
 from prefect import flow
 
-from tasks.ingest import ingest_source
+from tasks.ingest import ingest_sources
 
 
 @flow(name="ingest", log_prints=True)
-def ingest_flow(source: Path, data_dir: Path, mapping: Path | None = None) -> dict:
-    """Map, pseudonymise and validate raw files; bad rows to quarantine, good rows to processed/."""
-    return ingest_source(source, data_dir, mapping)
+def ingest_flow(
+    source: list[Path] | Path,
+    data_dir: Path,
+    mapping: Path | None = None,
+    labels: list[Path] | None = None,
+    quarantine_threshold: float | None = None,
+) -> dict:
+    """Map, validate and pseudonymise CSV / Parquet / JSON Lines files or folders; bad rows go to
+    quarantine, good rows to processed/, labels to processed/labels/.
+
+    source: files or folders; mapping: the mapping YAML (default: the generator's);
+    labels: label files or folders (default: the mapping's labels path under each source folder);
+    quarantine_threshold: largest share of bad rows that still loads the good ones (default: setting).
+    """
+    sources = [source] if isinstance(source, (str, Path)) else list(source)
+    return ingest_sources(sources, data_dir, mapping, labels, quarantine_threshold)
