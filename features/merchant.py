@@ -66,18 +66,22 @@ FEATURES = family(
 )
 
 
+def label_usable_at(label_delay_days: float) -> pl.Expr:
+    """When a label may be used: its report (or, unreported, its transaction's time) plus the delay.
+    The one rule for features and for training, so both see the same labels."""
+    return pl.coalesce(pl.col("reported_at"), pl.col("ts")) + timedelta(days=label_delay_days)
+
+
 def label_events(events: pl.DataFrame, labels: pl.DataFrame, label_delay_days: float) -> pl.DataFrame:
-    """counterparty, available_ms: when each fraud label became usable (reported_at, or the
-    transaction time when unreported, plus the delay)."""
+    """counterparty, available_ms: when each fraud label became usable (label_usable_at)."""
     frauds = labels.lazy().filter(pl.col("label") == 1).select("txn_id", "reported_at")
-    delay = timedelta(days=label_delay_days)
     return (
         events.lazy().select("txn_id", "counterparty", "ts")
         .join(frauds, on="txn_id", how="inner")
         .filter(pl.col("counterparty").is_not_null())
         .select(
             "counterparty",
-            (pl.coalesce(pl.col("reported_at"), pl.col("ts")) + delay).dt.epoch("ms").alias("available_ms"),
+            label_usable_at(label_delay_days).dt.epoch("ms").alias("available_ms"),
         )
         .collect()
     )

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from features.definitions import MODEL_FEATURES
+from features.merchant import label_usable_at
 from finrisk.schema import BUSINESS_TZ
 from models.anomaly import AnomalyEnsemble
 from models.evaluation import binary_metrics, recall_at_budget
@@ -96,11 +97,10 @@ class TrainWindows:
 
 
 def label_availability(features: pl.DataFrame, labels: pl.DataFrame, delay_days: int) -> pl.DataFrame:
-    """txn_id, customer_id, label, fraud_type, available_at: when the label could be known.
-    A label without reported_at becomes known `delay_days` after its transaction."""
+    """txn_id, customer_id, label, fraud_type, available_at: when the label could be used, by the
+    same rule as the features' (features.merchant.label_usable_at)."""
     return features.select("txn_id", "customer_id", "ts").join(labels, on="txn_id", how="inner").select(
-        "txn_id", "customer_id", "label", "fraud_type",
-        pl.coalesce(pl.col("reported_at"), pl.col("ts") + pl.duration(days=delay_days)).alias("available_at"),
+        "txn_id", "customer_id", "label", "fraud_type", label_usable_at(delay_days).alias("available_at"),
     )
 
 

@@ -116,6 +116,19 @@ def test_training_is_deterministic_and_uses_only_known_labels():
         train_fraud_model(features, late, windows, delay_days=7, seed=5)
 
 
+def test_training_and_features_agree_on_when_a_label_is_usable():
+    from features.merchant import label_events
+
+    t0 = datetime(2026, 1, 1, 10, tzinfo=timezone.utc)
+    tx = pl.DataFrame({"txn_id": ["R", "U"], "customer_id": ["A", "B"], "counterparty": ["M", "N"], "ts": [t0, t0]})
+    labels = pl.DataFrame({"txn_id": ["R", "U"], "label": [1, 1], "fraud_type": ["x", "y"],
+                           "reported_at": [t0 + timedelta(days=2), None]}, schema_overrides={"label": pl.Int8})
+    training = label_availability(tx, labels, 7).sort("txn_id").get_column("available_at").to_list()
+    assert training == [t0 + timedelta(days=9), t0 + timedelta(days=7)]  # reported + delay; unreported: ts + delay
+    feature_ms = label_events(tx, labels, 7).sort("counterparty").get_column("available_ms").to_list()
+    assert feature_ms == [int(t.timestamp() * 1000) for t in training]
+
+
 def test_registry_promotes_only_a_better_model(tmp_path):
     from mlflow import MlflowClient
 
