@@ -1,6 +1,7 @@
 """finrisk command line: set up, run and inspect the fraud-risk pipeline."""
 from __future__ import annotations
 
+import atexit
 import time
 from zoneinfo import ZoneInfo
 from pathlib import Path
@@ -13,6 +14,20 @@ from rich.table import Table
 from finrisk.config import ConfigError, get_settings, reset_settings, use_local_prefect_home
 
 use_local_prefect_home()  # before anything imports prefect
+
+
+def _quiet_interpreter_teardown() -> None:
+    """DuckDB's nanobind bindings list the objects still alive when the interpreter tears down
+    (harmless, but dozens of lines after every command). Registered first, so it runs after every
+    other exit handler: only the teardown itself is silenced."""
+    import os
+    import sys
+
+    sys.stderr.flush()
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+
+atexit.register(_quiet_interpreter_teardown)
 
 app = typer.Typer(
     help="finrisk: fraud and financial-behaviour platform (Prefect, Polars/DuckDB, PyOD/LightGBM, MLflow, Neo4j).",
