@@ -8,7 +8,7 @@ them, so both paths give the same numbers (tests/test_online_parity.py).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
 import polars as pl
 
@@ -17,7 +17,7 @@ from features.inputs import FeatureInputError, prepare_events, present_fields
 from features.merchant import label_events
 from features.spec import DAY_MS
 from features.transactions import compute_features
-from features.twin import Twin, history_state
+from features.twin import Twin, build_twin, history_state
 
 
 def _relevant(context: pl.DataFrame, targets: pl.DataFrame, since_ms: int, peer_groups: pl.DataFrame | None) -> pl.DataFrame:
@@ -75,6 +75,21 @@ def online_features(
     wanted = targets.select("txn_id")
     out = out.join(wanted, on="txn_id", how="semi")
     return events.join(out.select("txn_id", *features.columns), on="txn_id", how="inner", maintain_order="left").drop("_ms")
+
+
+def features_for_day(
+    tx: pl.LazyFrame | pl.DataFrame,
+    day: date,
+    labels: pl.DataFrame | None,
+    label_delay_days: float,
+    peer_groups: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Every feature of one business day's transactions from the history before it alone: the twin
+    as of `day`, then the online path. Days are independent of each other, so they can be computed
+    in parallel on different workers and still equal the batch path."""
+    twin = build_twin(tx, day, labels, label_delay_days)
+    today = tx.lazy().filter(pl.col("date").cast(pl.String) == day.isoformat()).collect()
+    return online_features(twin, today, peer_groups=peer_groups)
 
 
 def _iso(ms: int) -> str:

@@ -34,7 +34,32 @@ def _print_catalogue() -> None:
     console.print(table)
 
 
-def _run_features(root: Path, label_delay_days: float | None, twin: bool) -> None:
+def _features_on_dask(root: Path, label_delay_days: float | None, twin: bool, workers: int | None) -> dict:
+    from flows.dask import run_on_dask
+    from flows.features import features_by_day_flow
+
+    where = get_settings().dask_address or f"a local Dask cluster of {workers or get_settings().dask_workers} workers"
+    with console.status(f"computing features for {root}, one task per day on {where} ..."):
+        result = run_on_dask(features_by_day_flow, root, None, label_delay_days, twin, workers=workers)
+    console.print(f"{result['rows']:,} transactions over {result['days']} days, {result['first_date']} .. "
+                  f"{result['last_date']}, in {len(result['processes'])} worker process(es) -> {root / 'features'}")
+    return result
+
+
+def _features_in_process(root: Path, label_delay_days: float | None, twin: bool, workers: int | None) -> dict:
+    from flows.features import features_flow
+
+    with console.status(f"computing features for {root} ..."):
+        result = features_flow(root, label_delay_days, twin)
+    console.print(
+        f"{result['rows']:,} transactions, {result['features']} columns, {result['first_date']} .. "
+        f"{result['last_date']} (label delay {result['label_delay_days']} d) -> {root / 'features' / 'transactions'}"
+    )
+    return result
+
+
+def _run_features(root: Path, label_delay_days: float | None, twin: bool, dask: bool = False,
+                  workers: int | None = None) -> None:
     from finrisk.io import DataLayout, has_parquet
     from finrisk.services import use_prefect_server_if_running
 
@@ -43,18 +68,12 @@ def _run_features(root: Path, label_delay_days: float | None, twin: bool) -> Non
         _fail(f"no processed transactions under {layout.transactions}; run `finrisk ingest` first")
     use_prefect_server_if_running(get_settings())  # before Prefect is imported: it reads its settings once
     from features.inputs import FeatureInputError
-    from flows.features import features_flow
 
     try:
-        with console.status(f"computing features for {root} ..."):
-            result = features_flow(root, label_delay_days, twin)
+        result = (_features_on_dask if dask else _features_in_process)(root, label_delay_days, twin, workers)
     except (FileNotFoundError, FeatureInputError, ConfigError) as exc:
         _fail(str(exc))
-    console.print(
-        f"{result['rows']:,} transactions, {result['features']} columns, {result['first_date']} .. "
-        f"{result['last_date']} (label delay {result['label_delay_days']} d) -> {root / 'features' / 'transactions'}"
-    )
-    if result["null_features"]:
+    if result.get("null_features"):
         console.print(f"[yellow]no data for:[/] {', '.join(result['null_features'])}")
     if "twin" in result:
         twin = result["twin"]
@@ -137,13 +156,17 @@ def register(app: typer.Typer) -> None:
             typer.Option(min=0, help="Days after a fraud report before its label may be used (default: setting)."),
         ] = None,
         no_twin: Annotated[bool, typer.Option("--no-twin", help="Do not write the Customer Financial Twin.")] = False,
+        dask: Annotated[bool, typer.Option(
+            "--dask", help="One task per day on Dask: FINRISK_DASK_ADDRESS's cluster, or a local one.")] = False,
+        workers: Annotated[Optional[int], typer.Option(
+            min=1, help="Local Dask cluster size with --dask (default: FINRISK_DASK_WORKERS).")] = None,
         data_dir: DataDir = None,
     ) -> None:
         """Compute every feature for every processed transaction (and the twin), or list the catalogue."""
         if list_:
             _print_catalogue()
             return
-        _run_features(_data_dir(data_dir), label_delay_days, not no_twin)
+        _run_features(_data_dir(data_dir), label_delay_days, not no_twin, dask, workers)
 
     @app.command("twin")
     def twin_command(

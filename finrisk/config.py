@@ -42,8 +42,28 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr | None = None
 
     quarantine_threshold: float = 0.05  # fail the run when more than this share of rows is bad
+    # Data protection: process only customers with a recorded grant (else: all but withdrawals),
+    # and how long raw exports are kept once ingested.
+    consent_required: bool = False
+    raw_retention_days: int = 90
     label_delay_days: int = 7
+    # Partition-parallel flows: an existing Dask scheduler (tcp://host:8786), or a local cluster.
+    dask_address: str = ""
+    dask_workers: int = 2
     alerts_per_day: int = 100
+
+    # Near-real-time scoring (`finrisk serve`, `finrisk score-recent`).
+    # Comma-separated API keys; a client sends one as `X-API-Key` or `Authorization: Bearer`.
+    api_keys: SecretStr | None = None
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    serve_max_body_bytes: int = 1_048_576
+    serve_max_batch: int = 1000
+    champion_alias: str = "champion"
+    champion_poll_seconds: float = 30.0  # how often the service checks whether the alias moved
+    # Decision bands on the fraud score: below review -> allow, [review, block) -> review, else block.
+    review_threshold: float = 0.5
+    block_threshold: float = 0.9
 
     @property
     def tracking_uri(self) -> str:
@@ -71,6 +91,16 @@ class Settings(BaseSettings):
                 "from your secret store."
             )
         return self.pseudonym_key.get_secret_value().encode()
+
+    def require_api_keys(self) -> tuple[str, ...]:
+        keys = tuple(k.strip() for k in (self.api_keys.get_secret_value() if self.api_keys else "").split(","))
+        keys = tuple(k for k in keys if k)
+        if not keys:
+            raise ConfigError(
+                "FINRISK_API_KEYS is not set: the scoring service refuses to run without authentication. "
+                "Set one or more comma-separated keys (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+            )
+        return keys
 
 
 class ConfigError(RuntimeError):

@@ -60,9 +60,13 @@ def ingest_deployment(params: IngestParams) -> dict:
 
 @flow(name="finrisk-features")
 def features_deployment(params: FeaturesParams) -> dict:
-    """Recompute the point-in-time feature table."""
-    from flows.features import features_flow
+    """Recompute the point-in-time feature table (and the twin), in this process or one day per Dask task."""
+    from flows.features import features_by_day_flow, features_flow
 
+    if params.dask:
+        from flows.dask import run_on_dask
+
+        return run_on_dask(features_by_day_flow, params.data_dir, twin=True, workers=params.workers)
     return features_flow(data_dir=params.data_dir)
 
 

@@ -49,6 +49,9 @@ class IngestParams(SourceParams):
 class FeaturesParams(DataParams):
     """Recompute the point-in-time feature table from processed transactions."""
 
+    dask: bool = Field(False, description="One task per day on Dask (FINRISK_DASK_ADDRESS, or a local cluster).")
+    workers: int = Field(2, ge=1, le=64, description="Local Dask cluster size, when no cluster address is configured.")
+
 
 class GraphParams(DataParams):
     """Load the days not yet in Neo4j (or bulk-import everything), then write the graph features."""

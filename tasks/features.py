@@ -1,6 +1,7 @@
 """Prefect tasks: the point-in-time feature table and the daily Customer Financial Twin."""
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import polars as pl
 from prefect import get_run_logger, task
 
 from features.inputs import FEATURE_FIELDS
+from features.online import features_for_day
 from features.store import all_null_features, feature_table, write_feature_table
 from features.transactions import transaction_features
 from features.twin import build_twin, write_twin
@@ -21,7 +23,16 @@ def _processed(layout: DataLayout) -> pl.LazyFrame:
         raise FileNotFoundError(f"no processed transactions under {layout.transactions}; run ingest first")
     tx = scan_partitioned(layout.transactions)
     present = tx.collect_schema().names()
-    return tx.select(c for c in (*FEATURE_FIELDS, "date") if c in present)
+    return _consented(tx.select(c for c in (*FEATURE_FIELDS, "date") if c in present), layout, "fraud_detection")
+
+
+def _consented(frame, layout: DataLayout, purpose: str):
+    """Without the customers who withdrew consent for the purpose, or were erased (finrisk.consent)."""
+    from finrisk.consent import honour_consent
+
+    settings = get_settings()
+    key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
+    return honour_consent(frame, layout, purpose, settings.consent_required, key)
 
 
 def _labels(layout: DataLayout) -> pl.DataFrame | None:
@@ -50,6 +61,24 @@ def build_features(data_dir: Path, label_delay_days: float | None = None) -> dic
     }
 
 
+@task(name="build-day-features", retries=1, retry_delay_seconds=5)
+def build_day_features(data_dir: Path, day: str, label_delay_days: float | None = None) -> dict:
+    """One business day's features from the history before it (twin + online path), written as that
+    day's partition: the unit of work the Dask task runner spreads over its workers."""
+    layout = DataLayout(Path(data_dir))
+    delay = _delay(label_delay_days)
+    table = feature_table(features_for_day(_processed(layout), date.fromisoformat(day), _labels(layout), delay))
+    write_feature_table(table, layout.features)
+    get_run_logger().info("features for %s: %d transactions", day, table.height)
+    return {"date": day, "rows": table.height, "pid": os.getpid()}
+
+
+def processed_days(data_dir: Path) -> list[str]:
+    layout = DataLayout(Path(data_dir))
+    days = _processed(layout).select(pl.col("date").cast(pl.String).unique()).collect().get_column("date")
+    return sorted(days.to_list())
+
+
 @task(name="build-twin")
 def build_customer_twin(data_dir: Path, as_of: date | None = None, label_delay_days: float | None = None) -> dict:
     """The twin as of `as_of` (default: the day after the last processed date), written as a snapshot."""
@@ -67,4 +96,5 @@ def build_customer_twin(data_dir: Path, as_of: date | None = None, label_delay_d
 
 
 def read_features(data_dir: Path) -> pl.DataFrame:
-    return scan_partitioned(DataLayout(Path(data_dir)).features).collect()
+    layout = DataLayout(Path(data_dir))
+    return _consented(scan_partitioned(layout.features), layout, "model_training").collect()
