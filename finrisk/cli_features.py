@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from finrisk.config import ConfigError, get_settings
+from finrisk.progress import progress_bars
 
 console = Console()
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
@@ -39,7 +40,7 @@ def _features_on_dask(root: Path, label_delay_days: float | None, twin: bool, wo
     from flows.features import features_by_day_flow
 
     where = get_settings().dask_address or f"a local Dask cluster of {workers or get_settings().dask_workers} workers"
-    with console.status(f"computing features for {root}, one task per day on {where} ..."):
+    with progress_bars(console, f"computing features for {root}, one task per day on {where}"):
         result = run_on_dask(features_by_day_flow, root, None, label_delay_days, twin, workers=workers)
     console.print(f"{result['rows']:,} transactions over {result['days']} days, {result['first_date']} .. "
                   f"{result['last_date']}, in {len(result['processes'])} worker process(es) -> {root / 'features'}")

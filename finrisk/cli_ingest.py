@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from finrisk.config import ConfigError, get_settings
+from finrisk.progress import progress_bars
 
 console = Console()
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
@@ -79,7 +80,7 @@ def ingest(
     from flows.ingest import ingest_flow
 
     try:
-        with console.status(f"ingesting {', '.join(map(str, sources))} into {root} ..."):
+        with progress_bars(console, f"ingesting {', '.join(map(str, sources))} into {root}"):
             report = ingest_flow(sources, root, mapping, labels, threshold)
     except _user_errors() as exc:
         _fail(str(exc))

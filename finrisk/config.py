@@ -124,3 +124,4 @@ def use_local_prefect_home() -> None:
     """Keep Prefect's state inside the project unless the user points it elsewhere."""
     os.environ.setdefault("PREFECT_HOME", str(prefect_home()))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no telemetry from a bank's network
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "finrisk")  # library progress lines in the run logs

@@ -28,6 +28,7 @@ from finrisk.ingest_read import (
 from finrisk.ingest_write import (
     RunLock, merge_labels, publish_transactions, quarantine_root, sweep_leftovers, write_quarantine,
 )
+from finrisk import progress
 from finrisk.io import DataLayout, has_parquet, parquet_glob
 from finrisk.mapping import Mapping
 from finrisk.privacy import Pseudonymiser, check_key
@@ -316,11 +317,14 @@ def ingest_transactions(
                 staged.append(path)
 
     parts = iter_transactions(files, mapping, run.workdir)
+    files_read = 0
     while True:
         with run.timed("read"):
             part = next(parts, None)
         if part is None:
             break
+        files_read += 1
+        progress.report("reading source files", files_read, len(files))
         pending.append(part)
         if sum(p.height for p in pending) >= CHUNK_ROWS:
             stage_group()
@@ -368,7 +372,7 @@ def ingest_transactions(
                 report,
             )
         dates: set[str] = set()
-        for path in staged:
+        for done, path in enumerate(staged, 1):
             with run.timed("pseudonymise"):
                 part = pl.read_parquet(path)
                 if failures.height:
@@ -380,6 +384,7 @@ def ingest_transactions(
             report.loaded += gained
             del part
             path.unlink()  # raw identifiers: gone as soon as they are not needed
+            progress.report("pseudonymising and writing", done, len(staged))
         report.dates = sorted(dates)
     finally:
         for path in staged:

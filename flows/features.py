@@ -4,8 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, get_run_logger
+from prefect.futures import as_completed
 
-from tasks.features import build_customer_twin, build_day_features, build_features, processed_days
+from finrisk import progress
+from tasks.features import (
+    build_customer_twin, build_day_features, build_features, features_written, processed_days, twin_written,
+)
 
 
 @flow(name="features")
@@ -15,10 +19,16 @@ def features_flow(data_dir: Path, label_delay_days: float | None = None, twin: b
     label_delay_days: days after a fraud report before its label may be used (default: setting).
     twin: also write the Customer Financial Twin as of the day after the last processed date.
     """
-    result = build_features(data_dir, label_delay_days)
+    # Cached on the processed data, labels and code: a re-run over unchanged data skips the work,
+    # unless the outputs have gone missing since.
+    result = build_features.with_options(refresh_cache=not features_written(data_dir))(data_dir, label_delay_days)
     if twin:
-        result["twin"] = build_customer_twin(data_dir, None, label_delay_days)
+        result["twin"] = _twin(data_dir, label_delay_days)
     return result
+
+
+def _twin(data_dir: Path, label_delay_days: float | None) -> dict:
+    return build_customer_twin.with_options(refresh_cache=not twin_written(data_dir))(data_dir, None, label_delay_days)
 
 
 @flow(name="features-by-day")
@@ -26,18 +36,25 @@ def features_by_day_flow(
     data_dir: Path, days: list[str] | None = None, label_delay_days: float | None = None, twin: bool = False
 ) -> dict:
     """The same features, one task per business day (each from the history before it), so the days
-    run in parallel on the flow's task runner: run it through flows.dask.on_dask for a Dask cluster.
+    run in parallel on the flow's task runner: flows.dask.run_on_dask runs it on a Dask cluster.
 
     days: YYYY-MM-DD business dates (default: every processed date).
     twin: also write the Customer Financial Twin as of the day after the last processed date.
     """
     days = days or processed_days(data_dir)
-    futures = [build_day_features.submit(data_dir, day, label_delay_days) for day in days]
-    results = [f.result() for f in futures]
+    futures = [
+        build_day_features.with_options(refresh_cache=not features_written(data_dir, [day])).submit(data_dir, day, label_delay_days)
+        for day in days
+    ]
+    logger = get_run_logger()
+    results = []
+    for future in as_completed(futures):
+        results.append(future.result())
+        progress.report("feature days", len(results), len(futures), logger)
     rows = sum(r["rows"] for r in results)
-    get_run_logger().info("features for %d transactions over %d days", rows, len(results))
+    logger.info("features for %d transactions over %d days", rows, len(results))
     result = {"rows": rows, "days": len(results), "first_date": days[0] if days else None,
               "last_date": days[-1] if days else None, "processes": sorted({r["pid"] for r in results})}
     if twin:
-        result["twin"] = build_customer_twin(data_dir, None, label_delay_days)
+        result["twin"] = _twin(data_dir, label_delay_days)
     return result

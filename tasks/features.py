@@ -12,9 +12,11 @@ from features.inputs import FEATURE_FIELDS
 from features.online import features_for_day
 from features.store import all_null_features, feature_table, write_feature_table
 from features.transactions import transaction_features
-from features.twin import build_twin, write_twin
+from features.twin import build_twin, twin_path, write_twin
 from finrisk.config import get_settings
+from finrisk.consent import consent_inputs
 from finrisk.io import DataLayout, has_parquet, scan_partitioned
+from tasks.caching import CACHE_EXPIRATION, cache_on_files
 
 
 def _processed(layout: DataLayout) -> pl.LazyFrame:
@@ -43,7 +45,23 @@ def _delay(label_delay_days: float | None) -> float:
     return get_settings().label_delay_days if label_delay_days is None else label_delay_days
 
 
-@task(name="build-features")
+def _inputs(parameters: dict) -> list[Path]:
+    layout = DataLayout(Path(parameters["data_dir"]))
+    return [layout.transactions, layout.labels, *consent_inputs(layout)]
+
+
+def _inputs_up_to_day(parameters: dict) -> list[Path]:
+    """A day's features read the partitions up to that day and the labels, not the later days."""
+    layout = DataLayout(Path(parameters["data_dir"]))
+    days = sorted(layout.transactions.glob("date=*")) if layout.transactions.is_dir() else []
+    return [p for p in days if p.name.removeprefix("date=") <= parameters["day"]] + [layout.labels,
+                                                                                      *consent_inputs(layout)]
+
+
+CACHED = dict(persist_result=True, cache_expiration=CACHE_EXPIRATION)
+
+
+@task(name="build-features", cache_key_fn=cache_on_files(_inputs, "features", settings=("label_delay_days", "consent_required")), **CACHED)
 def build_features(data_dir: Path, label_delay_days: float | None = None) -> dict:
     """Recompute every feature for every processed transaction; one Parquet file per business date."""
     logger = get_run_logger()
@@ -61,7 +79,8 @@ def build_features(data_dir: Path, label_delay_days: float | None = None) -> dic
     }
 
 
-@task(name="build-day-features", retries=1, retry_delay_seconds=5)
+@task(name="build-day-features", retries=1, retry_delay_seconds=5,
+      cache_key_fn=cache_on_files(_inputs_up_to_day, "features", settings=("label_delay_days", "consent_required")), **CACHED)
 def build_day_features(data_dir: Path, day: str, label_delay_days: float | None = None) -> dict:
     """One business day's features from the history before it (twin + online path), written as that
     day's partition: the unit of work the Dask task runner spreads over its workers."""
@@ -73,13 +92,32 @@ def build_day_features(data_dir: Path, day: str, label_delay_days: float | None 
     return {"date": day, "rows": table.height, "pid": os.getpid()}
 
 
+def _dates(base: Path) -> set[str]:
+    """The dates that have a partition file under base."""
+    return {p.parent.name.removeprefix("date=") for p in base.glob("date=*/*.parquet")} if base.is_dir() else set()
+
+
+def features_written(data_dir: Path, days: list[str] | None = None) -> bool:
+    """Whether the feature table has a partition for each of `days` (default: every processed date)."""
+    layout = DataLayout(Path(data_dir))
+    return set(days or _dates(layout.transactions)) <= _dates(layout.features)
+
+
+def twin_written(data_dir: Path) -> bool:
+    """Whether the twin as of the day after the last processed date is stored."""
+    processed = _dates(DataLayout(Path(data_dir)).transactions)
+    if not processed:
+        return False
+    return twin_path(Path(data_dir), date.fromisoformat(max(processed)) + timedelta(days=1)).exists()
+
+
 def processed_days(data_dir: Path) -> list[str]:
     layout = DataLayout(Path(data_dir))
     days = _processed(layout).select(pl.col("date").cast(pl.String).unique()).collect().get_column("date")
     return sorted(days.to_list())
 
 
-@task(name="build-twin")
+@task(name="build-twin", cache_key_fn=cache_on_files(_inputs, "features", settings=("label_delay_days", "consent_required")), **CACHED)
 def build_customer_twin(data_dir: Path, as_of: date | None = None, label_delay_days: float | None = None) -> dict:
     """The twin as of `as_of` (default: the day after the last processed date), written as a snapshot."""
     logger = get_run_logger()

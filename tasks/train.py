@@ -19,6 +19,7 @@ from models.fraud_model import TrainWindows, train_fraud_model
 from models.prequential import prequential_evaluation, prequential_windows, summarise
 from models.registry import configure, log_and_register
 from tasks.features import read_features
+from tasks.retries import RETRY_EXTERNAL
 
 
 def day_start_utc(day: str | date) -> datetime:
@@ -63,7 +64,7 @@ def _publish(result, reg, logger) -> dict:
     return {"version": reg.version, "promoted": reg.promoted, "run_id": reg.run_id, "metrics": result.metrics}
 
 
-@task(name="train-fraud-model", retries=2, retry_delay_seconds=5)
+@task(name="train-fraud-model", **RETRY_EXTERNAL)
 def train_and_register(data_dir: Path, score_day: str, test_days: int = 7, seed: int = 7) -> dict:
     """Nightly training: all history up to the label-delay gap before the last test_days before score_day."""
     settings = get_settings()
@@ -77,7 +78,7 @@ def train_and_register(data_dir: Path, score_day: str, test_days: int = 7, seed:
     return _publish(result, log_and_register(result, settings.mlflow_model_name, "nightly-train"), get_run_logger())
 
 
-@task(name="train-fraud-model-window", retries=2, retry_delay_seconds=5)
+@task(name="train-fraud-model-window", **RETRY_EXTERNAL)
 def train_window(
     data_dir: Path, train_from: date, train_to: date, label_delay_days: int, test_days: int = 7, seed: int = 7
 ) -> dict:
@@ -89,7 +90,7 @@ def train_window(
     return _publish(result, log_and_register(result, settings.mlflow_model_name, "train"), get_run_logger())
 
 
-@task(name="prequential-evaluation")
+@task(name="prequential-evaluation", **RETRY_EXTERNAL)
 def evaluate(
     data_dir: Path, windows: int = 3, train_days: int = 28, test_days: int = 7, label_delay_days: int = 7, seed: int = 7
 ) -> dict:

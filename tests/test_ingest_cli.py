@@ -29,6 +29,7 @@ def test_ingest_command_runs_the_flow_and_reports(tmp_path, prefect_harness):
     result = _invoke(str(src), "--data-dir", str(tmp_path / "data"), "--threshold", "0.5")
     assert result.exit_code == 0, result.output
     assert "Every row accounted for" in result.output
+    assert "reading source files" in result.output and "pseudonymising and writing" in result.output  # progress bars
     assert "channel: unknown value" in result.output
     assert "index.html" in result.output
     assert (tmp_path / "data" / "processed" / "labels" / "labels.parquet").exists()
