@@ -53,6 +53,8 @@ def register(app: typer.Typer) -> None:
         label_delay_days: Annotated[int, typer.Option(help="Days before a fraud label is known.")] = 7,
         test_days: Annotated[int, typer.Option(help="Days tested after the label-delay gap.")] = 7,
         seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+        dask: Annotated[bool, typer.Option(
+            "--dask", help="Train LightGBM across Dask workers (FINRISK_DASK_ADDRESS, or a local cluster).")] = False,
         data_dir: DataDir = None,
     ) -> None:
         """Train on explicit dates, register as challenger, promote to champion if it beats the champion."""
@@ -62,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
         root = data_dir or get_settings().data_dir
         with console.status("training (anomaly ensemble + LightGBM)..."):
-            result = _run(lambda: train_window_flow(root, start, end, label_delay_days, test_days, seed))
+            result = _run(lambda: train_window_flow(root, start, end, label_delay_days, test_days, seed, dask))
         m = result["metrics"]
         console.print(
             f"model version {result['version']} ({'champion' if result['promoted'] else 'challenger'}): "

@@ -88,7 +88,7 @@ def train_window_deployment(params: TrainWindowParams) -> dict:
 
     return train_window_flow(
         data_dir=params.data_dir, train_from=params.train_from, train_to=params.train_to,
-        label_delay_days=params.label_delay_days, test_days=params.test_days, seed=params.seed,
+        label_delay_days=params.label_delay_days, test_days=params.test_days, seed=params.seed, dask=params.dask,
     )
 
 

@@ -79,6 +79,7 @@ class TrainWindowParams(DataParams):
     label_delay_days: int = _label_delay()
     test_days: int = _test_days()
     seed: int = _seed()
+    dask: bool = Field(False, description="Train LightGBM across Dask workers (FINRISK_DASK_ADDRESS, or a local cluster).")
 
     @model_validator(mode="after")
     def _ordered(self) -> TrainWindowParams:

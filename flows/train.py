@@ -17,10 +17,12 @@ def train_flow(data_dir: Path, score_day: str, test_days: int = 7, seed: int = 7
 
 @flow(name="train-window")
 def train_window_flow(
-    data_dir: Path, train_from: date, train_to: date, label_delay_days: int = 7, test_days: int = 7, seed: int = 7
+    data_dir: Path, train_from: date, train_to: date, label_delay_days: int = 7, test_days: int = 7, seed: int = 7,
+    dask: bool = False,
 ) -> dict:
-    """Train on explicit business dates; test on the days after the label-delay gap."""
-    return train_window(data_dir, train_from, train_to, label_delay_days, test_days, seed)
+    """Train on explicit business dates; test on the days after the label-delay gap.
+    dask: LightGBM trains across the Dask cluster (FINRISK_DASK_ADDRESS, or a local one)."""
+    return train_window(data_dir, train_from, train_to, label_delay_days, test_days, seed, dask)
 
 
 @flow(name="evaluate")

@@ -144,9 +144,12 @@ LGB_PARAMS = {
 }
 
 
-def fit_scorer(train: pl.DataFrame, seed: int = 7, detectors: tuple[str, ...] | None = None) -> tuple[FraudScorer, int]:
+def fit_scorer(
+    train: pl.DataFrame, seed: int = 7, detectors: tuple[str, ...] | None = None, dask_client=None
+) -> tuple[FraudScorer, int]:
     """Fit the anomaly ensemble on all training rows (no labels needed), then LightGBM with early
-    stopping on the last fifth of the training window, in time order."""
+    stopping on the last fifth of the training window, in time order; with a Dask client, LightGBM
+    trains across the cluster's workers for a fixed number of rounds (models.distributed)."""
     if train.get_column("label").sum() == 0:
         raise ValueError("no fraud labels known in the training window: cannot train a classifier")
     x = feature_matrix(train)
@@ -160,6 +163,11 @@ def fit_scorer(train: pl.DataFrame, seed: int = 7, detectors: tuple[str, ...] | 
         is_fit = np.ones(len(y), dtype=bool)  # too few frauds to hold some back: fixed rounds instead
     names = [*MODEL_FEATURES, "anomaly_score"]
     params = {**LGB_PARAMS, "seed": seed}
+    if dask_client is not None:
+        from models.distributed import FIXED_ROUNDS, fit_booster_on_dask
+
+        scorer.booster_text = fit_booster_on_dask(dask_client, xa, y, names, params)
+        return scorer, FIXED_ROUNDS
     fit_set = lgb.Dataset(xa[is_fit], y[is_fit], feature_name=names)
     if is_fit.all():
         booster = lgb.train(params, fit_set, num_boost_round=150)
@@ -177,7 +185,7 @@ def fit_scorer(train: pl.DataFrame, seed: int = 7, detectors: tuple[str, ...] | 
 
 def train_fraud_model(
     features: pl.DataFrame, labels: pl.DataFrame, windows: TrainWindows, delay_days: int,
-    seed: int = 7, k: int = 100, budget: int = 100,
+    seed: int = 7, k: int = 100, budget: int = 100, dask_client=None,
 ) -> TrainResult:
     availability = label_availability(features, labels, delay_days)
     known_at_training = availability.filter(pl.col("available_at") < windows.test_start)
@@ -187,7 +195,7 @@ def train_fraud_model(
     test = attach_labels(
         features.filter((pl.col("ts") >= windows.test_start) & (pl.col("ts") < windows.test_end)), availability
     )
-    scorer, best = fit_scorer(train, seed)
+    scorer, best = fit_scorer(train, seed, dask_client=dask_client)
     test_scored = pl.concat([test, scorer.score(test)], how="horizontal")
     metrics = binary_metrics(test_scored, k=k, budget=budget, known_compromised=known_compromised(known_at_training))
     _, per_typology = recall_at_budget(test_scored, budget)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from finrisk.audit import record
 from finrisk.config import get_settings
 from finrisk.io import DataLayout
 from finrisk.schema import BUSINESS_TZ
+from models.distributed import dask_client
 from models.fraud_model import TrainWindows, train_fraud_model
 from models.prequential import prequential_evaluation, prequential_windows, summarise
 from models.registry import configure, log_and_register
@@ -80,12 +82,16 @@ def train_and_register(data_dir: Path, score_day: str, test_days: int = 7, seed:
 
 @task(name="train-fraud-model-window", **RETRY_EXTERNAL)
 def train_window(
-    data_dir: Path, train_from: date, train_to: date, label_delay_days: int, test_days: int = 7, seed: int = 7
+    data_dir: Path, train_from: date, train_to: date, label_delay_days: int, test_days: int = 7, seed: int = 7,
+    dask: bool = False,
 ) -> dict:
+    """dask: LightGBM trains across the Dask cluster (FINRISK_DASK_ADDRESS, or a local one)."""
     settings = get_settings()
     layout = DataLayout(Path(data_dir))
     windows = explicit_windows(train_from, train_to, label_delay_days, test_days)
-    result = train_fraud_model(read_features(data_dir), _labels(layout), windows, label_delay_days, seed=seed)
+    features = read_features(data_dir)
+    with dask_client(settings.dask_address, settings.dask_workers) if dask else nullcontext() as client:
+        result = train_fraud_model(features, _labels(layout), windows, label_delay_days, seed=seed, dask_client=client)
     configure(settings.tracking_uri, settings.artifact_root)
     return _publish(result, log_and_register(result, settings.mlflow_model_name, "train"), get_run_logger())
 
