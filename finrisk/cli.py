@@ -240,7 +240,7 @@ def demo(
     _print_summary(result, root)
 
 
-from finrisk import cli_compliance, cli_features, cli_graph, cli_ingest, cli_models, cli_ops  # noqa: E402
+from finrisk import cli_compliance, cli_features, cli_graph, cli_ingest, cli_models, cli_ops, cli_serve  # noqa: E402
 
 cli_ingest.register(app)
 cli_models.register(app)
@@ -248,6 +248,7 @@ cli_ops.register(app)
 cli_features.register(app)
 cli_graph.register(app)
 cli_compliance.register(app)
+cli_serve.register(app)
 
 if __name__ == "__main__":
     app()

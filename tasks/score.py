@@ -15,12 +15,13 @@ from models.registry import configure, load_alias
 SCORE_COLUMNS = ("txn_id", "customer_id", "ts", "amount_paise", "channel", "counterparty")
 
 
-def load_champion():
+def load_champion(model_name: str | None = None, alias: str = "champion"):
     settings = get_settings()
     configure(settings.tracking_uri, settings.artifact_root)
-    champion = load_alias(settings.mlflow_model_name, "champion")
+    name = model_name or settings.mlflow_model_name
+    champion = load_alias(name, alias)
     if champion is None:
-        raise RuntimeError(f"no champion for model {settings.mlflow_model_name!r}; train a model first (finrisk train)")
+        raise RuntimeError(f"no {alias} for model {name!r}; train a model first (finrisk train)")
     return champion
 
 
