@@ -16,6 +16,7 @@ def ensure_env_file(path: Path = ENV_FILE) -> list[str]:
     wanted = {
         "FINRISK_NEO4J_PASSWORD": secrets.token_urlsafe(18),
         "FINRISK_PSEUDONYM_KEY": secrets.token_hex(32),
+        "FINRISK_API_KEYS": secrets.token_urlsafe(32),  # for `finrisk serve` on this machine
     }
     added = [name for name in wanted if name not in present]
     if added:
