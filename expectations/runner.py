@@ -33,6 +33,7 @@ from expectations.duckdb_dialect import connection_string
 
 DATASOURCE = "finrisk_duckdb"
 ROW_ID = "_row"
+ALL_FAILING_ROWS = 2**62  # "no limit" for GX's LIMIT clause on the failing-row query
 PARTIAL_ROWS = 20  # failing row numbers / values kept in a stored result; the full list is in quarantine
 _DROPPED_RESULT_KEYS = ("unexpected_list", "unexpected_index_list", "unexpected_index_query")
 
@@ -139,7 +140,10 @@ class GxProject:
             for expectation in suite.expectations:
                 if expectation.id in failed_ids:
                     again.add_expectation(expectation.copy(update={"id": None}))
-            result_format = {"result_format": "COMPLETE", "return_unexpected_index_query": False}
+            # GX's SQL path cuts the failing-row list at partial_unexpected_count (default 20): lift
+            # the cut so every failing row is named (the stored result is trimmed to PARTIAL_ROWS).
+            result_format = {"result_format": "COMPLETE", "return_unexpected_index_query": False,
+                             "partial_unexpected_count": ALL_FAILING_ROWS}
             if row_ids:
                 result_format["unexpected_index_column_names"] = [ROW_ID]
             second = batch.validate(again, result_format=result_format)

@@ -44,9 +44,13 @@ def _audit_invocation(ctx: typer.Context) -> None:
     import sys
 
     from finrisk.audit import record
+    from finrisk.subjects import redact_argv
 
     if ctx.invoked_subcommand and ctx.invoked_subcommand != "audit":
-        record(get_settings().audit_log, "command", ctx.invoked_subcommand, {"argv": sys.argv[1:]})
+        settings = get_settings()
+        key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
+        # A customer id on the command line (erase, consent, twin) is logged as its keyed reference.
+        record(settings.audit_log, "command", ctx.invoked_subcommand, {"argv": redact_argv(ctx.command, sys.argv[1:], key)})
 
 
 @app.command()
@@ -240,7 +244,9 @@ def demo(
     _print_summary(result, root)
 
 
-from finrisk import cli_compliance, cli_features, cli_graph, cli_ingest, cli_models, cli_ops, cli_serve  # noqa: E402
+from finrisk import (  # noqa: E402
+    cli_compliance, cli_features, cli_graph, cli_ingest, cli_models, cli_ops, cli_privacy, cli_serve,
+)
 
 cli_ingest.register(app)
 cli_models.register(app)
@@ -249,6 +255,7 @@ cli_features.register(app)
 cli_graph.register(app)
 cli_compliance.register(app)
 cli_serve.register(app)
+cli_privacy.register(app)
 
 if __name__ == "__main__":
     app()

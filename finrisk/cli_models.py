@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from finrisk.config import get_settings
+from finrisk.progress import progress_bars
 
 console = Console()
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
@@ -76,16 +77,22 @@ def register(app: typer.Typer) -> None:
         date_from: Annotated[str, typer.Option("--from", help="First business date (YYYY-MM-DD).")],
         date_to: Annotated[str, typer.Option("--to", help="Last business date (inclusive).")],
         out: Annotated[Path, typer.Option(help="Output Parquet file.")],
+        dask: Annotated[bool, typer.Option(
+            "--dask", help="One task per day on Dask (FINRISK_DASK_ADDRESS, or a local cluster).")] = False,
         data_dir: DataDir = None,
     ) -> None:
         """Score every transaction in a date range with the champion: score, anomaly score and reasons."""
         start, end = _date(date_from, "--from"), _date(date_to, "--to")
         _prefect_ready()
+        from flows.dask import run_on_dask
         from flows.score import score_range_flow
 
         root = data_dir or get_settings().data_dir
-        with console.status("scoring..."):
-            result = _run(lambda: score_range_flow(root, start, end, out))
+        with progress_bars(console, "scoring"):
+            if dask:
+                result = _run(lambda: run_on_dask(score_range_flow, root, start, end, out))
+            else:
+                result = _run(lambda: score_range_flow(root, start, end, out))
         console.print(f"scored {result['scored']:,} transactions with model version {result['model_version']} -> {out}")
 
     @app.command()

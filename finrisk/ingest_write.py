@@ -98,7 +98,7 @@ def publish_transactions(good: pl.DataFrame, layout: DataLayout) -> tuple[list[s
         return [], 0
     dates = good.select(business_date(pl.col("ts")).alias("d")).get_column("d")
     if not dates.is_sorted():
-        order = dates.arg_sort(maintain_order=True)
+        order = dates.to_frame().select(pl.arg_sort_by("d", maintain_order=True)).to_series()
         good, dates = good[order], dates.gather(order)
     runs = dates.rle()
     slices, offset = [], 0

@@ -8,7 +8,8 @@ from prefect.futures import as_completed
 
 from finrisk import progress
 from tasks.features import (
-    build_customer_twin, build_day_features, build_features, features_written, processed_days, twin_written,
+    build_customer_twin, build_day_features, build_features, build_peer_groups, features_written, peer_groups_path,
+    processed_days, twin_written,
 )
 
 
@@ -28,7 +29,11 @@ def features_flow(data_dir: Path, label_delay_days: float | None = None, twin: b
 
 
 def _twin(data_dir: Path, label_delay_days: float | None) -> dict:
-    return build_customer_twin.with_options(refresh_cache=not twin_written(data_dir))(data_dir, None, label_delay_days)
+    """The twin for the next day, then the peer groups clustered on it (used by the next run)."""
+    twin = build_customer_twin.with_options(refresh_cache=not twin_written(data_dir))(data_dir, None, label_delay_days)
+    refresh = not peer_groups_path(data_dir).exists()
+    twin["peer_groups"] = build_peer_groups.with_options(refresh_cache=refresh)(data_dir, twin["as_of"])
+    return twin
 
 
 @flow(name="features-by-day")

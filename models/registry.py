@@ -1,6 +1,8 @@
 """MLflow tracking and the model registry: challenger / champion aliases."""
 from __future__ import annotations
 
+import functools
+
 import math
 import tempfile
 from dataclasses import dataclass
@@ -48,6 +50,24 @@ def load_alias(model_name: str, alias: str) -> tuple[FraudScorer, int] | None:
         return None
     model = mlflow.pyfunc.load_model(f"models:/{model_name}@{alias}")
     return model.unwrap_python_model(), int(mv.version)
+
+
+def alias_version(model_name: str, alias: str) -> int | None:
+    """The version an alias points at now (None: no such alias)."""
+    try:
+        return int(MlflowClient().get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def load_version(model_name: str, version: int) -> FraudScorer:
+    """One registered version, loaded once per process and store (scoring tasks on a worker share it)."""
+    return _load_version(mlflow.get_registry_uri(), model_name, version)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_version(registry_uri: str, model_name: str, version: int) -> FraudScorer:
+    return mlflow.pyfunc.load_model(f"models:/{model_name}/{version}").unwrap_python_model()
 
 
 def _better(challenger: float, champion: float | None) -> bool:

@@ -1,7 +1,7 @@
 """Prefect tasks: the champion scores a day or a date range; scores, reasons and top alerts to Parquet."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -9,8 +9,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 
 from finrisk.config import get_settings
-from finrisk.io import DataLayout, scan_partitioned, write_parquet_atomic
-from models.registry import configure, load_alias
+from finrisk.io import DataLayout, write_parquet_atomic
+from models.registry import alias_version, configure, load_alias, load_version
+from tasks.retries import RETRY_EXTERNAL
 
 SCORE_COLUMNS = ("txn_id", "customer_id", "ts", "amount_paise", "channel", "counterparty")
 
@@ -54,24 +55,42 @@ def score_day(data_dir: Path, day: str) -> dict:
     return {"day": day, "scored": scored.height, "alerts": alerts.height, "model_version": version}
 
 
-@task(name="score-range")
-def score_range(data_dir: Path, date_from: date, date_to: date, out: Path) -> dict:
-    """Every transaction with business date in [date_from, date_to]: txn_id, customer_id, ts, score,
-    anomaly_score, reasons."""
+@task(name="plan-score-range")
+def plan_score_range(data_dir: Path, date_from: date, date_to: date) -> tuple[list[str], str, int]:
+    """The business dates in [date_from, date_to] that have features, and the champion version
+    every day's task will load (resolved once, so an alias moving mid-run cannot mix versions)."""
     if date_to < date_from:
         raise ValueError(f"--to {date_to} is before --from {date_from}")
     layout = DataLayout(Path(data_dir))
-    scorer, version = load_champion()
-    features = (
-        scan_partitioned(layout.features)
-        .filter(pl.col("date").is_between(pl.lit(date_from.isoformat()), pl.lit(date_to.isoformat())))
-        .collect()
+    days = sorted(
+        p.parent.name.removeprefix("date=") for p in layout.features.glob("date=*/*.parquet")
+        if date_from.isoformat() <= p.parent.name.removeprefix("date=") <= date_to.isoformat()
     )
-    if features.height == 0:
+    if not days:
         raise ValueError(f"no transactions with features between {date_from} and {date_to} under {layout.features}")
-    scored = score_features(features, scorer, version).select(
+    settings = get_settings()
+    configure(settings.tracking_uri, settings.artifact_root)
+    version = alias_version(settings.mlflow_model_name, "champion")
+    if version is None:
+        raise RuntimeError(f"no champion for model {settings.mlflow_model_name!r}; train a model first (finrisk train)")
+    return days, settings.mlflow_model_name, version
+
+
+@task(name="score-range-day", **RETRY_EXTERNAL)
+def score_range_day(data_dir: Path, day: str, model_name: str, version: int) -> pl.DataFrame:
+    """One business day of a range: txn_id, customer_id, ts, score, anomaly_score, reasons, model_version."""
+    settings = get_settings()
+    configure(settings.tracking_uri, settings.artifact_root)
+    layout = DataLayout(Path(data_dir))
+    features = pl.read_parquet(layout.partition(layout.features, day))
+    return score_features(features, load_version(model_name, version), version).select(
         "txn_id", "customer_id", "ts", "score", "anomaly_score", "reasons", "model_version"
     )
+
+
+@task(name="write-score-range")
+def write_score_range(parts: list[pl.DataFrame], out: Path, days: list[str], version: int) -> dict:
+    scored = pl.concat(parts)
     write_parquet_atomic(scored, Path(out))
-    get_run_logger().info("scored %d transactions from %s to %s into %s", scored.height, date_from, date_to, out)
-    return {"scored": scored.height, "out": str(out), "model_version": version, "days": (date_to - date_from + timedelta(days=1)).days}
+    get_run_logger().info("scored %d transactions from %s to %s into %s", scored.height, days[0], days[-1], out)
+    return {"scored": scored.height, "out": str(out), "model_version": version, "days": len(days)}

@@ -20,7 +20,7 @@ from models.distributed import dask_client
 from models.fraud_model import TrainWindows, train_fraud_model
 from models.prequential import prequential_evaluation, prequential_windows, summarise
 from models.registry import configure, log_and_register
-from tasks.features import read_features
+from tasks.features import peer_groups_path, read_features
 from tasks.retries import RETRY_EXTERNAL
 
 
@@ -43,6 +43,20 @@ def explicit_windows(train_from: date, train_to: date, delay_days: int, test_day
     train_end = day_start_utc(train_to + timedelta(days=1))
     test_start = train_end + timedelta(days=delay_days)
     return TrainWindows(day_start_utc(train_from), train_end, test_start, test_start + timedelta(days=test_days))
+
+
+def _log_peer_groups(data_dir: Path, run_id: str) -> None:
+    """The behavioural clustering behind the peer-group features: k and the silhouette and size
+    diagnostics of every candidate k, on the training run."""
+    diagnostics = peer_groups_path(data_dir).with_name("diagnostics.parquet")
+    if not diagnostics.exists():
+        return
+    table = pl.read_parquet(diagnostics)
+    client = mlflow.MlflowClient()
+    client.log_table(run_id, data=table.to_pandas(), artifact_file="peer_groups/diagnostics.json")
+    best = table.sort("silhouette", descending=True).row(0, named=True)
+    client.log_param(run_id, "peer_groups_k", best["k"])
+    client.log_metric(run_id, "peer_groups_silhouette", best["silhouette"])
 
 
 def _publish(result, reg, logger) -> dict:
@@ -77,7 +91,9 @@ def train_and_register(data_dir: Path, score_day: str, test_days: int = 7, seed:
     )
     result = train_fraud_model(features, _labels(layout), windows, settings.label_delay_days, seed=seed)
     configure(settings.tracking_uri, settings.artifact_root)
-    return _publish(result, log_and_register(result, settings.mlflow_model_name, "nightly-train"), get_run_logger())
+    reg = log_and_register(result, settings.mlflow_model_name, "nightly-train")
+    _log_peer_groups(Path(data_dir), reg.run_id)
+    return _publish(result, reg, get_run_logger())
 
 
 @task(name="train-fraud-model-window", **RETRY_EXTERNAL)
@@ -93,7 +109,9 @@ def train_window(
     with dask_client(settings.dask_address, settings.dask_workers) if dask else nullcontext() as client:
         result = train_fraud_model(features, _labels(layout), windows, label_delay_days, seed=seed, dask_client=client)
     configure(settings.tracking_uri, settings.artifact_root)
-    return _publish(result, log_and_register(result, settings.mlflow_model_name, "train"), get_run_logger())
+    reg = log_and_register(result, settings.mlflow_model_name, "train")
+    _log_peer_groups(Path(data_dir), reg.run_id)
+    return _publish(result, reg, get_run_logger())
 
 
 @task(name="prequential-evaluation", **RETRY_EXTERNAL)

@@ -36,6 +36,9 @@ def test_nightly_flow_lands_in_every_store(small_raw, prefect_harness, neo4j_dri
     challenger = client.get_model_version_by_alias(settings.mlflow_model_name, "challenger")
     assert int(champion.version) == int(challenger.version) == first["train"]["version"]
     assert 0.5 < first["train"]["metrics"]["auc"] <= 1.0
+    # The behavioural clustering behind the peer groups is logged with the training run.
+    run = client.get_run(first["train"]["run_id"])
+    assert int(run.data.params["peer_groups_k"]) == first["features"]["twin"]["peer_groups"]["k"]
 
     # Neo4j: node and relationship counts equal what the processed data implies.
     counts = graph_counts(neo4j_driver, settings.neo4j_database)
@@ -67,6 +70,12 @@ def test_nightly_flow_lands_in_every_store(small_raw, prefect_harness, neo4j_dri
     written = pl.read_parquet(out)
     assert ranged["scored"] == written.height == expected.height
     assert written.columns[:6] == ["txn_id", "customer_id", "ts", "score", "anomaly_score", "reasons"]
+    # The same range, one task per day on a 2-worker Dask cluster: the same scores.
+    from flows.dask import run_on_dask
+
+    on_dask = run_on_dask(score_range_flow, data_dir, last - timedelta(days=1), last, tmp_path / "dask.parquet", workers=2)
+    assert on_dask == {**ranged, "out": str(tmp_path / "dask.parquet")}
+    assert pl.read_parquet(tmp_path / "dask.parquet").equals(written)
 
     # A second run over the same files adds nothing anywhere and keeps the champion.
     second = nightly(small_raw, data_dir)
