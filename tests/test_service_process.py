@@ -96,7 +96,7 @@ def test_serve_refuses_clearly(tmp_path, monkeypatch, scoring_dataset):
     from finrisk.config import reset_settings
 
     runner = CliRunner()
-    monkeypatch.delenv("FINRISK_API_KEYS", raising=False)
+    monkeypatch.setenv("FINRISK_API_KEYS", "")  # empty wins over a key in .env (finrisk setup writes one)
     reset_settings()
     no_keys = runner.invoke(_cli(), ["serve", "--data-dir", str(tmp_path)])
     assert no_keys.exit_code == 1 and "FINRISK_API_KEYS is not set" in no_keys.output
