@@ -8,41 +8,25 @@ which ends in the same state as a run that was never interrupted.
 """
 from __future__ import annotations
 
-import fcntl
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 
-from finrisk.io import DataLayout, write_parquet_atomic
+from finrisk.io import DataLayout, ExclusiveLock, write_parquet_atomic
 from finrisk.schema import BUSINESS_TZ, LABEL_SCHEMA, TRANSACTION_SCHEMA
 
 WRITERS = 2  # partitions written in parallel (Polars' Parquet writer releases the GIL)
 ZSTD_LEVEL = 1  # a third less CPU than the default level for files a few per cent larger
 
 
-class RunLock:
-    """One ingest at a time per data directory; the lock dies with the process that held it."""
+class RunLock(ExclusiveLock):
+    """One ingest (or erasure) at a time per data directory."""
 
     def __init__(self, root: Path, error: type[Exception]):
-        self.path = Path(root) / ".ingest.lock"
-        self.error = error
-        self._fh = None
-
-    def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.close()
-            raise self.error(f"another ingest is running on {self.path.parent}; try again when it has finished") from None
-        return self
-
-    def __exit__(self, *exc) -> None:
-        fcntl.flock(self._fh, fcntl.LOCK_UN)
-        self._fh.close()
+        message = f"another ingest is running on {root}; try again when it has finished"
+        super().__init__(Path(root) / ".ingest.lock", lambda: error(message))
 
 
 def quarantine_root(layout: DataLayout, table: str) -> Path:

@@ -1,8 +1,10 @@
 """Atomic Parquet writes and the data-directory layout every stage shares."""
 from __future__ import annotations
 
+import fcntl
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,3 +82,27 @@ def scan_partitioned(base: Path) -> pl.LazyFrame:
     return pl.scan_parquet(
         parquet_glob(base), hive_partitioning=True, hive_schema={"date": pl.String}
     )
+
+
+class ExclusiveLock:
+    """One holder at a time of a lock file; held by an open file, so it dies with its process.
+    A second taker does not wait: it gets `busy()` raised."""
+
+    def __init__(self, path: Path, busy: Callable[[], Exception]):
+        self.path = Path(path)
+        self.busy = busy
+        self._fh = None
+
+    def __enter__(self) -> "ExclusiveLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.close()
+            raise self.busy() from None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()

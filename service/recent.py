@@ -14,7 +14,6 @@ skipped. One run at a time per data directory (a file lock); a second one steps 
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from features.twin import twin_dates, read_twin
-from finrisk.io import DataLayout, write_parquet_atomic
+from finrisk.io import DataLayout, ExclusiveLock, write_parquet_atomic
 from service.scoring import TRANSACTION_FIELDS, online_scores
 
 LEDGER_COLUMNS = (
@@ -71,26 +70,6 @@ class RecentRun:
     @property
     def total(self) -> int:
         return sum(self.scored.values())
-
-
-class _Lock:
-    def __init__(self, path: Path):
-        self.path = path
-        self._fh = None
-
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.close()
-            raise RunInProgress(f"another score_recent run is working on {self.path.parent.parent}") from None
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self._fh, fcntl.LOCK_UN)
-        self._fh.close()
 
 
 def partition_states(layout: DataLayout) -> dict[str, list[int]]:
@@ -171,7 +150,8 @@ def score_recent(
     """Score what arrived since the last run, day by day; raises RunInProgress if a run is going on."""
     layout, recent = DataLayout(Path(data_dir)), RecentLayout(Path(data_dir))
     run = RecentRun(model_version=champion[1])
-    with _Lock(recent.root / ".lock"):
+    busy = f"another score_recent run is working on {recent.data_dir}"
+    with ExclusiveLock(recent.root / ".lock", lambda: RunInProgress(busy)):
         watermark = read_watermark(recent)
         seen = watermark.setdefault("partitions", {})
         served = {d.isoformat() for d in twin_dates(Path(data_dir))}
