@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from finrisk.cli_common import console, data_dir_or_default as _data_dir, DataDir, fail as _fail
 from finrisk.config import ConfigError, get_settings, reset_settings, use_local_prefect_home
 
 use_local_prefect_home()  # before anything imports prefect
@@ -36,7 +36,6 @@ app = typer.Typer(
 )
 services_app = typer.Typer(help="Start, stop and check the local Neo4j, MLflow UI and Prefect UI.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
-console = Console()
 
 @app.callback()
 def _audit_invocation(ctx: typer.Context) -> None:
@@ -72,18 +71,6 @@ def audit(
     for event in read_events(path)[-last:]:
         table.add_row(event["ts"][:19], event["actor"], event["action"], event["target"], str(event["details"])[:60])
     console.print(table)
-
-
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
-
-
-def _data_dir(data_dir: Path | None) -> Path:
-    return Path(data_dir) if data_dir else get_settings().data_dir
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=1)
 
 
 @app.command()

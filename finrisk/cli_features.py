@@ -6,23 +6,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from finrisk.cli_common import console, data_dir_or_default as _data_dir, DataDir, fail as _fail
 from finrisk.config import ConfigError, get_settings
 from finrisk.progress import progress_bars
-
-console = Console()
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=1)
-
-
-def _data_dir(data_dir: Path | None) -> Path:
-    return Path(data_dir) if data_dir else get_settings().data_dir
 
 
 def _print_catalogue() -> None:

@@ -7,22 +7,15 @@ from typing import Annotated, Iterator, Optional
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.syntax import Syntax
 from rich.table import Table
 
+from finrisk.cli_common import console, DataDir, fail as _fail
 from finrisk.config import ConfigError, Settings, get_settings
 from finrisk.schema import BUSINESS_TZ
 
-console = Console()
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
 IST = ZoneInfo(BUSINESS_TZ)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=1)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

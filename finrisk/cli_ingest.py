@@ -5,19 +5,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from finrisk.cli_common import console, DataDir, fail as _fail
 from finrisk.config import ConfigError, get_settings
 from finrisk.progress import progress_bars
-
-console = Console()
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=1)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

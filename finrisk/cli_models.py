@@ -4,17 +4,14 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from finrisk.cli_common import console, DataDir
 from finrisk.config import get_settings
 from finrisk.progress import progress_bars
-
-console = Console()
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
 
 
 def _date(value: str, option: str):

@@ -5,17 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from finrisk.cli_common import console, DataDir, fail as _fail
 from finrisk.config import ConfigError, get_settings
-
-console = Console()
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Dataset folder (default: data/).")]
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code=1)
 
 
 def _check_serving(root: Path) -> None:
