@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from features import basic, device_place, merchant, peer, timing, velocity
+from features import basic, device_place, fraud_history, merchant, peer, timing, velocity
 from features.spec import Feature
 
-FAMILIES = (basic, timing, velocity, merchant, device_place, peer)
+FAMILIES = (basic, timing, velocity, merchant, fraud_history, device_place, peer)
 
 CATALOGUE: tuple[Feature, ...] = tuple(f for module in FAMILIES for f in module.FEATURES)
 BY_NAME: dict[str, Feature] = {f.name: f for f in CATALOGUE}

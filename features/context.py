@@ -31,7 +31,7 @@ class HistoryState:
     """Running totals of everything before `since_ms`, per entity (from the twin), for the online path.
 
     Each frame is keyed by its entity's columns (ENTITY_KEYS) and holds that entity's totals under
-    the names the families look up; `label_events` lists fraud labels as (counterparty, available_ms).
+    the names the families look up; `label_events` lists fraud labels as (counterparty, customer_id, available_ms).
     """
 
     since_ms: int
@@ -48,7 +48,7 @@ class HistoryState:
 class FeatureContext:
     events: pl.DataFrame  # prepared (features.inputs.prepare_events): time order, `_ms` column
     label_delay_days: float
-    label_events: pl.DataFrame | None = None  # counterparty, available_ms
+    label_events: pl.DataFrame | None = None  # counterparty, customer_id, available_ms
     peer_groups: pl.DataFrame | None = None  # customer_id, peer_group
     history: HistoryState | None = None  # online path only
     fields: frozenset[str] = frozenset()

@@ -7,13 +7,14 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
-from features.context import LABELS_FIELD, FeatureContext
+from features.context import ENTITY_KEYS, LABELS_FIELD, FeatureContext
 from features.spec import FeatureColumns, DAY_MS, WINDOW_MS, Feature, family
 from features.velocity import amount_history
 
 HIGH_AMOUNT_PERCENTILE = 0.9
 RISK_WINDOWS = ("1d", "7d", "30d")
 _RISK_MS = {"1d": DAY_MS, "7d": WINDOW_MS["7d"], "30d": WINDOW_MS["30d"]}
+KNOWN_RISK_WINDOW = "30d"  # how far back "known as risky since" looks
 
 TIMELINES = ("customer", "pair", "counterparty")  # entity timelines this family reads
 CACHED = ("_amount_history", "_pair_open")  # shared values it reads
@@ -59,6 +60,17 @@ FEATURES = family(
         for w in RISK_WINDOWS
     ),
     Feature(
+        "merchant_days_since_fraud_known", "counterparty", "all",
+        "days since a fraud label at this counterparty last became usable (null: none yet)",
+        ("counterparty", "ts", LABELS_FIELD),
+    ),
+    Feature(
+        "merchant_fraud_known_for_days", "counterparty", KNOWN_RISK_WINDOW,
+        f"days since the earliest fraud label at this counterparty that became usable in the {KNOWN_RISK_WINDOW} "
+        "before: how long it has been known as risky (null: no such label)",
+        ("counterparty", "ts", LABELS_FIELD),
+    ),
+    Feature(
         "new_counterparty_high_amount", "customer x counterparty", "all",
         "first time with this counterparty and above the customer's 90th percentile amount",
         ("customer_id", "counterparty", "ts", "amount_paise"), dtype=pl.Int8,
@@ -73,18 +85,26 @@ def label_usable_at(label_delay_days: float) -> pl.Expr:
 
 
 def label_events(events: pl.DataFrame, labels: pl.DataFrame, label_delay_days: float) -> pl.DataFrame:
-    """counterparty, available_ms: when each fraud label became usable (label_usable_at)."""
+    """counterparty, customer_id, available_ms: when each fraud label became usable (label_usable_at),
+    and whose it is on either side of the payment."""
     frauds = labels.lazy().filter(pl.col("label") == 1).select("txn_id", "reported_at")
     return (
-        events.lazy().select("txn_id", "counterparty", "ts")
+        events.lazy().select("txn_id", "counterparty", "customer_id", "ts")
         .join(frauds, on="txn_id", how="inner")
-        .filter(pl.col("counterparty").is_not_null())
         .select(
-            "counterparty",
+            "counterparty", "customer_id",
             label_usable_at(label_delay_days).dt.epoch("ms").alias("available_ms"),
         )
         .collect()
     )
+
+
+def usable_fraud_labels(ctx: FeatureContext, kind: str):
+    """The fraud labels of each row's entity (counterparty or customer), by when they became usable."""
+    labels = ctx.label_events
+    codes = ctx.codes_of(kind, labels.get_column(ENTITY_KEYS[kind][0]))
+    available = labels.get_column("available_ms").to_numpy()
+    return ctx.timeline(kind).events_before(codes, available, ctx.origin_ms())
 
 
 def pair_openings(ctx: FeatureContext) -> np.ndarray:
@@ -130,11 +150,12 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     counts.setdefault("count_delay", np.zeros(len(merchant)))
     out["merchant_txn_count_7d"] = merchant.put(counts["count_7d"])
     if ctx.has(LABELS_FIELD):
-        labels = ctx.label_events
-        codes = ctx.codes_of("counterparty", labels.get_column("counterparty"))
-        available = labels.get_column("available_ms").to_numpy()
-        usable_labels = merchant.events_before(codes, available, ctx.origin_ms())
+        usable_labels = usable_fraud_labels(ctx, "counterparty")
         out["merchant_fraud_count_known"] = merchant.put(usable_labels.before())
+        out["merchant_days_since_fraud_known"] = merchant.put(usable_labels.since_latest() / DAY_MS)
+        out["merchant_fraud_known_for_days"] = merchant.put(
+            usable_labels.since_earliest(_RISK_MS[KNOWN_RISK_WINDOW]) / DAY_MS
+        )
         for w in RISK_WINDOWS:
             usable = usable_labels.before(_RISK_MS[w])
             exposed = counts[f"count_delay_{w}"] - counts["count_delay"]

@@ -269,3 +269,16 @@ class EventCounts:
         base = tl.base_key
         lower = base if window_ms is None else np.maximum(tl.key - window_ms, base)
         return self.hi - np.searchsorted(self.events, lower, side="left")
+
+    def since_latest(self) -> np.ndarray:
+        """ms from the entity's latest event before t to t; NaN when it has none."""
+        latest = self.events[np.maximum(self.hi - 1, 0)] if len(self.events) else np.zeros(len(self.hi), np.int64)
+        has = (self.hi > 0) & (latest >= self.timeline.base_key)
+        return np.where(has, (self.timeline.key - latest).astype(np.float64), np.nan)
+
+    def since_earliest(self, window_ms: int) -> np.ndarray:
+        """ms from the entity's earliest event in [t - window, t) to t; NaN when there is none."""
+        tl = self.timeline
+        lo = np.searchsorted(self.events, np.maximum(tl.key - window_ms, tl.base_key), side="left")
+        earliest = self.events[np.minimum(lo, max(len(self.events) - 1, 0))] if len(self.events) else np.zeros(len(lo), np.int64)
+        return np.where(self.hi > lo, (tl.key - earliest).astype(np.float64), np.nan)

@@ -33,7 +33,7 @@ from features.velocity import AMOUNT_BUCKETS, amount_bucket, large_amount_flags
 from finrisk.io import write_parquet_atomic
 from finrisk.schema import BUSINESS_TZ
 
-TWIN_FORMAT = 1
+TWIN_FORMAT = 2  # 2: label_events name the customer as well as the counterparty
 QUANTILES = (0.5, 0.9, 0.99)
 TABLES = ("profiles", "counterparties", "devices", "places", "amounts", "recent", "label_events")
 
@@ -255,7 +255,7 @@ def build_twin(
         amounts=_amounts(history),
         recent=recent,
         label_events=known if known is not None else pl.DataFrame(
-            schema={"counterparty": pl.String, "available_ms": pl.Int64}
+            schema={"counterparty": pl.String, "customer_id": pl.String, "available_ms": pl.Int64}
         ),
     )
 

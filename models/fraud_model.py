@@ -136,7 +136,9 @@ LGB_PARAMS = {
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
     "lambda_l2": 1.0,
-    "scale_pos_weight": 10.0,  # frauds are <1% of rows: a moderate weight, not full rebalancing
+    # Unweighted: a fraud weight distorts the probabilities, so early stopping on log loss cut long
+    # histories after a round or two; unweighted ranks as well or better on held-out windows.
+    "scale_pos_weight": 1.0,
     "deterministic": True,
     "force_row_wise": True,
     "num_threads": 2,
