@@ -73,3 +73,29 @@ def test_only_errors_that_can_go_away_are_retried():
     assert not is_transient(RuntimeError("no champion for model 'finrisk-fraud'; train a model first"))
     assert not is_transient(ValueError("no fraud labels known before the test window"))
     assert not is_transient(None)
+
+
+def test_a_real_task_run_retries_a_transient_error_and_not_a_user_error(prefect_harness):
+    from prefect import flow, task
+
+    from tasks.retries import RETRY_EXTERNAL
+
+    attempts = {"transient": 0, "user": 0}
+
+    @task(**{**RETRY_EXTERNAL, "retry_delay_seconds": 0})
+    def flaky(kind: str) -> str:
+        attempts[kind] += 1
+        if kind == "transient" and attempts[kind] < 3:
+            raise ConnectionRefusedError("MLflow tracking server not reachable")
+        if kind == "user":
+            raise ValueError("no fraud labels known in the training window")
+        return "ok"
+
+    @flow
+    def run(kind: str):
+        return flaky(kind)
+
+    assert run("transient") == "ok" and attempts["transient"] == 3
+    with pytest.raises(ValueError, match="no fraud labels"):
+        run("user")
+    assert attempts["user"] == 1
