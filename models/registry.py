@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 
 import math
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +81,30 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not math.isnan(v)}
 
 
+# What a model logged by an older, incompatible release raises when it is loaded or used.
+INCOMPATIBLE = (AttributeError, ImportError, TypeError, ValueError, KeyError, pickle.UnpicklingError, pl.exceptions.PolarsError)
+
+
+def _load_champion(model_name: str) -> tuple[tuple[FraudScorer, int] | None, str | None]:
+    """The champion, or why it cannot be used (a model logged by an older, incompatible release)."""
+    try:
+        return load_alias(model_name, "champion"), None
+    except INCOMPATIBLE as exc:  # connection errors are not caught: the task retries them
+        return None, f"champion cannot be loaded: {type(exc).__name__}: {exc}"
+
+
 def log_and_register(result: TrainResult, model_name: str, run_name: str = "train") -> Registration:
     """Log the run, register the model as `challenger`, and promote it to `champion` if it beats the
     champion re-scored on the same held-out window."""
-    champion = load_alias(model_name, "champion")
+    champion, unusable = _load_champion(model_name)
     champion_metric = None
     if champion is not None:
         test = result.test_scored.drop("score", "anomaly_score")
-        rescored = pl.concat([test, champion[0].score(test)], how="horizontal")
-        champion_metric = binary_metrics(rescored)[PRIMARY_METRIC]
+        try:
+            rescored = pl.concat([test, champion[0].score(test)], how="horizontal")
+            champion_metric = binary_metrics(rescored)[PRIMARY_METRIC]
+        except INCOMPATIBLE as exc:  # a champion built for other features or code cannot be compared
+            unusable = f"champion v{champion[1]} cannot score the current features: {type(exc).__name__}: {exc}"
     challenger_metric = result.metrics[PRIMARY_METRIC]
     promote = _better(challenger_metric, champion_metric)
 
@@ -121,6 +137,7 @@ def log_and_register(result: TrainResult, model_name: str, run_name: str = "trai
             {
                 "promoted": str(promote), "model_version": str(version), "decision": decision,
                 "champion_version_before": str(champion[1]) if champion else "none",
+                **({"champion_unusable": unusable[:500]} if unusable else {}),
             }
         )
     client = MlflowClient()

@@ -175,3 +175,31 @@ def test_clusters_recover_distinct_behaviour_groups():
     found = pl.DataFrame({"group": group, "cluster": result.assignments.get_column("peer_group")})
     assert found.group_by("group").agg(pl.col("cluster").n_unique()).get_column("cluster").max() == 1
     assert (result.assign(vectors) == result.assignments.get_column("peer_group").to_numpy()).all()
+
+
+def test_a_champion_from_an_incompatible_release_is_replaced_not_a_crash(tmp_path):
+    import copy
+
+    import cloudpickle
+    from mlflow import MlflowClient
+
+    from models.registry import configure, log_and_register
+
+    configure(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts", experiment="test-registry-old")
+    features, labels = _synthetic_features()
+    start = features.get_column("ts").min()
+    windows = TrainWindows(start, start + timedelta(days=25), start + timedelta(days=30), start + timedelta(days=37))
+    result = train_fraud_model(features, labels, windows, delay_days=7, seed=5)
+    name = "test-fraud-old"
+    assert log_and_register(result, name).promoted
+    # The stored champion becomes what an older release pickled: a scorer without its anomaly ensemble.
+    old = copy.copy(result.scorer)
+    del old.anomaly
+    stored = list(tmp_path.rglob("python_model.pkl"))
+    assert len(stored) == 1
+    stored[0].write_bytes(cloudpickle.dumps(old))
+
+    new = log_and_register(result, name)
+    assert new.promoted and new.champion_metric is None
+    tags = MlflowClient().get_run(new.run_id).data.tags
+    assert "cannot score the current features" in tags["champion_unusable"]
