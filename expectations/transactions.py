@@ -15,7 +15,7 @@ import polars as pl
 from great_expectations.expectations.row_conditions import Column
 
 from finrisk.privacy import TOKEN_HEX_CHARS, TOKEN_PREFIX
-from finrisk.schema import CHANNELS, DIRECTIONS, PERSON_COUNTERPARTY_TYPES, PII_FIELDS, STATUSES, TRANSACTION_SCHEMA
+from finrisk.schema import CHANNELS, DIRECTIONS, PERSON_COUNTERPARTY_TYPES, PII_FIELDS, PROCESSED_COLUMNS, STATUSES, TRANSACTION_SCHEMA
 
 ROW_ID = "_row"
 TRUNCATED = "_truncated"
@@ -136,9 +136,10 @@ def processed_transaction_suite(provided: set[str]) -> gx.ExpectationSuite:
     add = suite.add_expectation
     flags = [_token_flag(name, kind) for name, kind in _token_targets(provided)]
     add(gxe.ExpectTableColumnsToMatchSet(
-        column_set=[*TRANSACTION_SCHEMA, "date", "ts_business_date", *flags], exact_match=True,
+        column_set=[*PROCESSED_COLUMNS, "date", "ts_business_date", *flags], exact_match=True,
         meta=_reason("table: columns")))
-    for name, dtype in TRANSACTION_SCHEMA.items():
+    for name in PROCESSED_COLUMNS:
+        dtype = TRANSACTION_SCHEMA[name]
         add(gxe.ExpectColumnValuesToBeOfType(column=name, type_=_gx_type(dtype), meta=_reason(f"{name}: type")))
     for name in ALWAYS_REQUIRED:
         add(gxe.ExpectColumnValuesToNotBeNull(column=name, meta=_reason(f"{name}: missing")))

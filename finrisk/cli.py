@@ -79,10 +79,14 @@ def setup() -> None:
     from finrisk.services import ServiceError, neo4j_install
     from finrisk.setup_env import ensure_env_file
 
+    from finrisk.encryption import ensure_key_file
+
     added = ensure_env_file()
     reset_settings()
     if added:
         console.print(f"wrote {', '.join(added)} to .env")
+    if not get_settings().encryption_keys and ensure_key_file():
+        console.print(f"wrote a Parquet encryption master key to {get_settings().encryption_key_file}")
     with console.status("installing Neo4j Community from Maven Central (first time only)..."):
         try:
             neo4j_install(get_settings())
@@ -232,7 +236,7 @@ def demo(
 
 
 from finrisk import (  # noqa: E402
-    cli_compliance, cli_features, cli_graph, cli_ingest, cli_models, cli_ops, cli_privacy, cli_serve,
+    cli_compliance, cli_encryption, cli_features, cli_graph, cli_ingest, cli_models, cli_ops, cli_privacy, cli_serve,
 )
 
 cli_ingest.register(app)

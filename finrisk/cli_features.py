@@ -75,6 +75,7 @@ def _load_twin(root: Path, customer_id: str, as_of: date | None):
 
     from features.twin import TwinNotFoundError, build_twin, read_twin, twin_dates
     from finrisk.io import DataLayout, has_parquet, scan_partitioned
+    from finrisk.sensitive import with_sensitive
 
     stored = twin_dates(root)
     if (as_of is None and stored) or (as_of is not None and as_of in stored):
@@ -82,7 +83,7 @@ def _load_twin(root: Path, customer_id: str, as_of: date | None):
     layout = DataLayout(root)
     if not has_parquet(layout.transactions):
         raise TwinNotFoundError(f"no twin snapshots and no processed transactions under {root}")
-    tx = scan_partitioned(layout.transactions).filter(pl.col("customer_id") == customer_id)
+    tx = with_sensitive(scan_partitioned(layout.transactions), layout).filter(pl.col("customer_id") == customer_id)
     if as_of is None:
         last = tx.select(pl.col("date").max()).collect().item()
         if last is None:

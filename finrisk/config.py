@@ -40,6 +40,12 @@ class Settings(BaseSettings):
 
     # Key for HMAC-SHA256 pseudonymisation of direct identifiers (DPDP Act).
     pseudonym_key: SecretStr | None = None
+    # Parquet encryption of the sensitive columns (finrisk.encryption): master keys inline
+    # ("id hex, id hex", first is current) or in a key file outside the repository; the KMS client.
+    encryption_keys: SecretStr | None = None
+    encryption_key_file: Path = Path.home() / ".config" / "finrisk" / "encryption-keys"
+    kms_client: str = "finrisk.encryption:local_kms"
+    kms_key_id: str = ""  # the master key id new files use when the KMS is not the local keyring
 
     quarantine_threshold: float = 0.05  # fail the run when more than this share of rows is bad
     # Data protection: process only customers with a recorded grant (else: all but withdrawals),

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import polars as pl
 
+from finrisk.encryption import is_encrypted, read_any, scan_any, write_encrypted
 from finrisk.erasure_subject import IDENTIFIER_COLUMNS, Subject, read_raw_text, transaction_files
 from finrisk.io import write_parquet_atomic
 from finrisk.mapping import FORMAT_BY_SUFFIX, Mapping
 from finrisk.privacy import TOKEN_HEX_CHARS, TOKEN_PREFIX
+from finrisk.schema import SENSITIVE_FIELDS
 
 # Derived documents that are rebuilt by the next run: deleted when they mention the customer.
 DERIVED_DOCUMENT_DIRS = ("reports", "gx")
@@ -102,7 +104,7 @@ def scrub_table(frame: pl.DataFrame, subject: Subject, markers: dict[str, str]) 
 
 
 def _holds_subject(path: Path, subject: Subject, markers: dict[str, str]) -> bool:
-    scan = pl.scan_parquet(path, hive_partitioning=False)
+    scan = scan_any(path)
     schema = scan.collect_schema()
     wanted = pl.Series(list(markers), dtype=pl.String).implode()
     checks = [_row_mask(schema, subject)] + [pl.col(c).is_in(wanted).fill_null(False) for c in _token_columns(schema)]
@@ -124,7 +126,7 @@ def scrub_parquet_tree(root: Path, subject: Subject, markers: dict[str, str]) ->
     for path in parquet_files(root, SKIPPED_DIRS | {"raw"}):
         if not _holds_subject(path, subject, markers):
             continue
-        frame = pl.read_parquet(path, hive_partitioning=False)
+        frame = read_any(path)
         kept, deleted, replaced, customers = scrub_table(frame, subject, markers)
         result = results.setdefault(store_name(root, path), StoreResult(store_name(root, path)))
         result.rows_deleted += deleted
@@ -135,6 +137,9 @@ def scrub_parquet_tree(root: Path, subject: Subject, markers: dict[str, str]) ->
         if kept.height == 0 and "twins" not in path.parts:
             path.unlink()
             result.files_deleted += 1
+        elif is_encrypted(path):
+            write_encrypted(kept, path, list(SENSITIVE_FIELDS))
+            result.files_rewritten += 1
         else:
             write_parquet_atomic(kept, path)
             result.files_rewritten += 1
@@ -239,7 +244,7 @@ class Residual:
 
 
 def _parquet_mentions(path: Path, values: pl.Series) -> int:
-    scan = pl.scan_parquet(path, hive_partitioning=False)
+    scan = scan_any(path)
     schema = scan.collect_schema()
     wanted = values.implode()
     checks = []

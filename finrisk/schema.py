@@ -38,6 +38,12 @@ TRANSACTION_SCHEMA: dict[str, pl.DataType] = {
     "aadhaar": pl.String,
 }
 
+# Fields that stay sensitive after pseudonymisation (where a person is, their network address):
+# stored only encrypted, in a side table keyed by txn_id (finrisk.sensitive), never in the
+# processed transactions themselves.
+SENSITIVE_FIELDS = ("ip", "latitude", "longitude")
+PROCESSED_COLUMNS = [c for c in TRANSACTION_SCHEMA if c not in SENSITIVE_FIELDS]
+
 # Fields that are direct identifiers under the DPDP Act and are pseudonymised at ingest.
 PII_FIELDS = ("account_id", "customer_name", "phone", "email", "payer_vpa", "pan", "aadhaar")
 REQUIRED_FIELDS = ("txn_id", "ts", "customer_id", "amount_paise")

@@ -24,6 +24,7 @@ import polars as pl
 
 from features.twin import twin_dates, read_twin
 from finrisk.io import DataLayout, ExclusiveLock, write_parquet_atomic
+from finrisk.sensitive import with_sensitive
 from service.scoring import TRANSACTION_FIELDS, online_scores
 
 LEDGER_COLUMNS = (
@@ -118,8 +119,9 @@ def repair_alerts(recent: RecentLayout, day: str) -> int:
 
 def _day_rows(layout: DataLayout, day: str) -> pl.DataFrame:
     path = layout.partition(layout.transactions, day)
-    present = pl.scan_parquet(path).collect_schema().names()
-    return pl.read_parquet(path, columns=[c for c in TRANSACTION_FIELDS if c in present])
+    rows = with_sensitive(pl.scan_parquet(path, hive_partitioning=False), layout, [day])
+    present = rows.collect_schema().names()
+    return rows.select(c for c in TRANSACTION_FIELDS if c in present).collect()
 
 
 def score_day(

@@ -17,6 +17,7 @@ from features.twin import behaviour_vectors, build_twin, read_twin, twin_path, w
 from finrisk.config import get_settings
 from finrisk.consent import consent_inputs
 from finrisk.io import DataLayout, has_parquet, scan_partitioned, write_parquet_atomic
+from finrisk.sensitive import sensitive_root, with_sensitive
 from models.clustering import cluster_customers
 from tasks.caching import CACHE_EXPIRATION, cache_on_files
 
@@ -25,7 +26,7 @@ def _processed(layout: DataLayout) -> pl.LazyFrame:
     """The processed transactions, only the columns features read (not the pseudonymised PII)."""
     if not has_parquet(layout.transactions):
         raise FileNotFoundError(f"no processed transactions under {layout.transactions}; run ingest first")
-    tx = scan_partitioned(layout.transactions)
+    tx = with_sensitive(scan_partitioned(layout.transactions), layout)
     present = tx.collect_schema().names()
     return _consented(tx.select(c for c in (*FEATURE_FIELDS, "date") if c in present), layout, "fraud_detection")
 
@@ -59,7 +60,7 @@ def _peer_groups(layout: DataLayout) -> pl.DataFrame | None:
 
 def _twin_inputs(parameters: dict) -> list[Path]:
     layout = DataLayout(Path(parameters["data_dir"]))
-    return [layout.transactions, layout.labels, *consent_inputs(layout)]
+    return [layout.transactions, sensitive_root(layout), layout.labels, *consent_inputs(layout)]
 
 
 def _inputs(parameters: dict) -> list[Path]:

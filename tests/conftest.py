@@ -30,6 +30,7 @@ def _isolated_environment(tmp_path_factory):
     os.environ["FINRISK_AUDIT_LOG"] = str(base / "audit" / "audit.log")
     os.environ.pop("FINRISK_MLFLOW_TRACKING_URI", None)
     os.environ.setdefault("FINRISK_PSEUDONYM_KEY", "test-only-key-0123456789abcdef")
+    os.environ.setdefault("FINRISK_ENCRYPTION_KEYS", "test-only " + "5a" * 32)
     os.environ.pop("PREFECT_API_URL", None)
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     reset_settings()

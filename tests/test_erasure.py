@@ -17,8 +17,10 @@ from finrisk import cli_privacy
 from finrisk.audit import read_events, verify
 from finrisk.compliance import mark_alert
 from finrisk.config import get_settings, reset_settings
+from finrisk.encryption import is_encrypted, read_encrypted
 from finrisk.io import DataLayout, scan_partitioned
 from finrisk.privacy import is_token, pseudonymise_values
+from finrisk.sensitive import read_side
 from finrisk.subjects import subject_ref
 from finrisk.synthetic import generate
 from graph_loaders.edges import graph_frames
@@ -88,7 +90,12 @@ def _traces_in_files(roots: list[Path], needles: list[str]) -> dict[str, int]:
     pattern = "|".join(needles)
     for root in roots:
         for path in (p for p in root.rglob("*") if p.is_file()):
-            if path.suffix == ".parquet":
+            if path.suffix == ".parquet" and is_encrypted(path):  # the sensitive side table, decrypted
+                decrypted = read_encrypted(path)
+                hits = duckdb.connect().execute(
+                    "SELECT count(*) FROM decrypted AS t WHERE regexp_matches(CAST(t AS VARCHAR), ?)", [pattern]
+                ).fetchone()[0]
+            elif path.suffix == ".parquet":
                 hits = con.execute(
                     "SELECT count(*) FROM read_parquet(?, hive_partitioning = false) AS t "
                     "WHERE regexp_matches(CAST(t AS VARCHAR), ?)", [str(path), pattern]
@@ -190,6 +197,7 @@ def test_erase_leaves_no_trace_in_any_store(tmp_path, own_stores, prefect_harnes
     assert _graph_traces(neo4j_driver, settings.neo4j_database, needles) > 0
     others_before = processed.filter(pl.col("customer_id") != customer)
     labels_before = pl.read_parquet(layout.labels)
+    side_before = read_side(layout)
 
     outcome = CliRunner().invoke(_app(), ["erase", customer, "--data-dir", str(data_dir), "--yes"])
     assert outcome.exit_code == 0, outcome.output
@@ -222,6 +230,10 @@ def test_erase_leaves_no_trace_in_any_store(tmp_path, own_stores, prefect_harnes
     their_txns = processed.filter(pl.col("customer_id") == customer).get_column("txn_id")
     labels_after = pl.read_parquet(layout.labels)
     assert labels_after.equals(labels_before.filter(~pl.col("txn_id").is_in(their_txns.implode())))
+    # Their coordinates and network addresses are gone from the encrypted side table, no one else's.
+    side_after = read_side(layout)
+    assert side_before.filter(pl.col("txn_id").is_in(their_txns.implode())).height > 0
+    assert side_after.sort("txn_id").equals(side_before.filter(~pl.col("txn_id").is_in(their_txns.implode())).sort("txn_id"))
     features = scan_partitioned(layout.features).collect()
     assert features.height == after.height
     assert _expected_graph(scan_partitioned(layout.transactions)) == _graph_of(neo4j_driver, settings.neo4j_database,

@@ -13,7 +13,7 @@ from expectations.labels import label_suite
 from expectations.runner import GxProject
 from expectations.transactions import processed_transaction_suite, processed_view_sql, raw_transaction_suite
 from finrisk.ingest_read import TRUNCATED
-from finrisk.schema import TRANSACTION_SCHEMA
+from finrisk.schema import PROCESSED_COLUMNS, TRANSACTION_SCHEMA
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
 GOOD_ROW = {
@@ -83,6 +83,8 @@ def test_processed_suite_catches_raw_identifiers_duplicates_and_misfiled_rows(tm
          for i in range(3)],
         schema=TRANSACTION_SCHEMA,
     )
+    in_clear = good  # ip and coordinates too: they belong in the encrypted side table only
+    good = good.select(PROCESSED_COLUMNS)
     provided = set(TRANSACTION_SCHEMA) - {"email", "pan", "aadhaar"}
 
     def check(frame: pl.DataFrame, date: str = "2026-01-01") -> set[str]:
@@ -100,6 +102,7 @@ def test_processed_suite_catches_raw_identifiers_duplicates_and_misfiled_rows(tm
     assert check(good.with_columns(pl.lit("tkumar@okaxis").alias("payer_vpa"))) == {"payer_vpa: not pseudonymised"}
     assert check(good.with_columns(pl.lit("T0").alias("txn_id"))) == {"txn_id: not unique"}
     assert check(good, date="2026-01-02") == {"date: partition is not the business date of ts"}
+    assert check(in_clear) == {"table: columns"}
 
 
 def test_labels_suite_rejects_unknown_values_and_orphans(tmp_path, project):
