@@ -79,14 +79,14 @@ def setup() -> None:
     from finrisk.services import ServiceError, neo4j_install
     from finrisk.setup_env import ensure_env_file
 
-    from finrisk.encryption import ensure_key_file
+    from finrisk.encryption import ensure_key_file, key_file
 
     added = ensure_env_file()
     reset_settings()
     if added:
         console.print(f"wrote {', '.join(added)} to .env")
     if not get_settings().encryption_keys and ensure_key_file():
-        console.print(f"wrote a Parquet encryption master key to {get_settings().encryption_key_file}")
+        console.print(f"wrote a Parquet encryption master key to {key_file()}")
     with console.status("installing Neo4j Community from Maven Central (first time only)..."):
         try:
             neo4j_install(get_settings())

@@ -7,7 +7,7 @@ from rich.table import Table
 
 from finrisk.cli_common import DataDir, console, data_dir_or_default, fail
 from finrisk.config import get_settings
-from finrisk.encryption import EncryptionKeyError, add_master_key, current_key_id, load_keyring
+from finrisk.encryption import EncryptionKeyError, add_master_key, current_key_id, key_file, load_keyring
 from finrisk.io import DataLayout
 
 encryption_app = typer.Typer(
@@ -47,7 +47,7 @@ def new_key() -> None:
         key_id = add_master_key()
     except EncryptionKeyError as error:
         fail(str(error))
-    console.print(f"new master key {key_id} is current in {get_settings().encryption_key_file}; "
+    console.print(f"new master key {key_id} is current in {key_file()}; "
                   "run `finrisk encryption reencrypt --data-dir DIR` on every dataset, then delete the older lines")
 
 

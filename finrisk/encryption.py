@@ -64,16 +64,20 @@ def parse_keyring(text: str, source: str) -> dict[str, bytes]:
     return ring
 
 
+def key_file() -> Path:
+    return get_settings().encryption_key_file.expanduser()
+
+
 def load_keyring() -> dict[str, bytes]:
     """The master keys from the environment, else from the key file."""
     settings = get_settings()
     if settings.encryption_keys is not None and settings.encryption_keys.get_secret_value().strip():
         ring = parse_keyring(settings.encryption_keys.get_secret_value(), "FINRISK_ENCRYPTION_KEYS")
-    elif settings.encryption_key_file.is_file():
-        ring = parse_keyring(settings.encryption_key_file.read_text(), str(settings.encryption_key_file))
+    elif key_file().is_file():
+        ring = parse_keyring(key_file().read_text(), str(key_file()))
     else:
         raise EncryptionKeyError(
-            f"no encryption keys: FINRISK_ENCRYPTION_KEYS is not set and {settings.encryption_key_file} does not exist. "
+            f"no encryption keys: FINRISK_ENCRYPTION_KEYS is not set and {key_file()} does not exist. "
             "Run `finrisk setup` to create a key file, or point FINRISK_ENCRYPTION_KEY_FILE at yours"
         )
     if not ring:
@@ -91,7 +95,7 @@ def new_key_line(ring: dict[str, bytes] | None = None) -> str:
 
 def ensure_key_file(path: Path | None = None) -> bool:
     """Create the key file (outside the repository, readable by its owner only) if there is none."""
-    path = path or get_settings().encryption_key_file
+    path = path or key_file()
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -183,7 +187,7 @@ def add_master_key(path: Path | None = None) -> str:
         raise EncryptionKeyError(
             "the master keys come from FINRISK_ENCRYPTION_KEYS: add a new first entry there (your secret store) instead"
         )
-    path = path or settings.encryption_key_file
+    path = path or key_file()
     if not path.is_file():
         raise EncryptionKeyError(f"no key file at {path}; run `finrisk setup` first")
     text = path.read_text()
