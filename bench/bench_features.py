@@ -37,11 +37,12 @@ def _child_full(data_dir: str) -> dict:
     import polars as pl
 
     from features.transactions import transaction_features
-    from finrisk.io import DataLayout, scan_partitioned
+    from finrisk.io import DataLayout
+    from tasks.features import feature_inputs
 
     layout = DataLayout(Path(data_dir))
     start = time.perf_counter()
-    features = transaction_features(scan_partitioned(layout.transactions), pl.read_parquet(layout.labels), LABEL_DELAY_DAYS)
+    features = transaction_features(feature_inputs(layout), pl.read_parquet(layout.labels), LABEL_DELAY_DAYS)
     seconds = time.perf_counter() - start
     return {"rows": features.height, "columns": features.width, "seconds": round(seconds, 2),
             "peak_rss_gib": round(_peak_rss_gib(), 2)}

@@ -1,8 +1,9 @@
 """Benchmark input for the feature benchmarks: a processed-like canonical table, cached under bench/out/.
 
 The generator's CSV exports are converted with Polars to the canonical columns the features read
-(ts in UTC, amounts in integer paise, the Asia/Kolkata business date as Hive partition), without the
-ingest stage's validation and pseudonymisation: those are benchmarked by bench_ingest.
+(ts in UTC, amounts in integer paise, the Asia/Kolkata business date as Hive partition, ip and
+coordinates in the encrypted side table), without the ingest stage's validation and
+pseudonymisation: those are benchmarked by bench_ingest.
 """
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from pathlib import Path
 
 import polars as pl
 
+from finrisk import sensitive
+from finrisk.config import get_settings
+from finrisk.encryption import ensure_key_file
 from finrisk.io import DataLayout, write_parquet_atomic
-from finrisk.schema import BUSINESS_TZ, TRANSACTION_SCHEMA
+from finrisk.schema import BUSINESS_TZ, PROCESSED_COLUMNS, TRANSACTION_SCHEMA
 
 
 def generated_raw(cache: Path, customers: int, days: int, seed: int = 7) -> Path:
@@ -51,7 +55,7 @@ def canonical_transactions(raw: Path) -> pl.LazyFrame:
 
 def processed_table(cache: Path, customers: int, days: int, seed: int = 7) -> Path:
     """A data dir with processed/transactions (Hive-partitioned by date) and processed/labels."""
-    root = cache / f"processed-{customers}x{days}-s{seed}"
+    root = cache / f"processed-v3-{customers}x{days}-s{seed}"
     layout = DataLayout(root)
     done = root / ".complete"
     if done.exists():
@@ -76,7 +80,11 @@ def write_processed(raw: Path, root: Path) -> Path:
     table = canonical_transactions(raw).collect()
     missing = [c for c in TRANSACTION_SCHEMA if c not in table.columns]
     table = table.with_columns(pl.lit(None, TRANSACTION_SCHEMA[c]).alias(c) for c in missing)
+    if not get_settings().encryption_keys:
+        ensure_key_file()  # as `finrisk setup` would, when the keys are not configured otherwise
     for (day,), part in table.partition_by("date", as_dict=True, include_key=False).items():
-        write_parquet_atomic(part.sort("ts", "txn_id"), layout.partition(layout.transactions, str(day)))
+        part = part.sort("ts", "txn_id")
+        sensitive.write_partition(layout, str(day), part)
+        write_parquet_atomic(part.select(PROCESSED_COLUMNS), layout.partition(layout.transactions, str(day)))
     write_parquet_atomic(canonical_labels(raw), layout.labels)
     return root

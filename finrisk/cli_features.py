@@ -83,7 +83,7 @@ def _load_twin(root: Path, customer_id: str, as_of: date | None):
     layout = DataLayout(root)
     if not has_parquet(layout.transactions):
         raise TwinNotFoundError(f"no twin snapshots and no processed transactions under {root}")
-    tx = with_sensitive(scan_partitioned(layout.transactions), layout).filter(pl.col("customer_id") == customer_id)
+    tx = with_sensitive(scan_partitioned(layout.transactions).filter(pl.col("customer_id") == customer_id), layout)
     if as_of is None:
         last = tx.select(pl.col("date").max()).collect().item()
         if last is None:

@@ -62,19 +62,17 @@ def _write_partition(layout: DataLayout, day: str, part: pl.DataFrame) -> int:
     """
     target = layout.partition(layout.transactions, day)
     fresh = part.unique("txn_id", keep="first", maintain_order=True)
-    existing = None
+    before = 0
     if target.exists():
-        existing = pl.read_parquet(target, hive_partitioning=False)
-        sensitive.write_partition(layout, day, existing)  # a partition written before the side table existed
+        existing = sensitive.read_partition(layout, day)
+        before = existing.height
         fresh = fresh.filter(~pl.col("txn_id").is_in(existing.get_column("txn_id").implode()))
-    sensitive.write_partition(layout, day, fresh)
-    rows = fresh.select(PROCESSED_COLUMNS)
-    if existing is not None:
-        rows = pl.concat([existing, rows], how="diagonal_relaxed").select(PROCESSED_COLUMNS).sort("ts", "txn_id")
-    elif not rows.get_column("ts").is_sorted():
-        rows = rows.sort("ts", "txn_id")
-    write_parquet_atomic(rows, target, compression_level=ZSTD_LEVEL)
-    return rows.height - (0 if existing is None else existing.height)
+        rows = pl.concat([existing, fresh], how="diagonal_relaxed").sort("ts", "txn_id")
+    else:
+        rows = fresh if fresh.get_column("ts").is_sorted() else fresh.sort("ts", "txn_id")
+    sensitive.write_partition(layout, day, rows)
+    write_parquet_atomic(rows.select(PROCESSED_COLUMNS), target, compression_level=ZSTD_LEVEL)
+    return rows.height - before
 
 
 def publish_transactions(good: pl.DataFrame, layout: DataLayout) -> tuple[list[str], int]:

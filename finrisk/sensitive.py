@@ -1,11 +1,15 @@
 """The sensitive side table: ip, latitude and longitude of each transaction, encrypted at rest.
 
-processed/sensitive/date=D/part-0.parquet holds txn_id plus the SENSITIVE_FIELDS of the rows of
-processed/transactions/date=D that have any of them, written with Parquet modular encryption
-(finrisk.encryption). Readers that need those fields (the location features, the twin) join it
-on txn_id through `with_sensitive`; every other reader sees only the processed table and needs
-no key. It is written before its transactions partition, so a run killed in between leaves rows
-the next run's merge finds already there, never transactions whose coordinates were lost.
+processed/sensitive/date=D/part-0.parquet holds txn_id plus the SENSITIVE_FIELDS of every row of
+processed/transactions/date=D, in the same order, written with Parquet modular encryption
+(finrisk.encryption); a partition with none of those fields has no side file. Readers that need
+them (the location features, the twin, score-recent) get them back through `with_sensitive`;
+every other reader sees only the processed table and needs no key.
+
+Row-aligned rather than only keyed, because putting two aligned columns side by side costs
+nothing while joining ten million rows on txn_id costs seconds. `with_sensitive` checks the
+alignment (same txn_ids in the same order) and joins on txn_id when it does not hold, e.g. after
+a run was killed between writing a side file and its partition; the next write aligns them again.
 """
 from __future__ import annotations
 
@@ -17,59 +21,62 @@ from finrisk.encryption import current_key_id, footer_master_key, read_encrypted
 from finrisk.io import DataLayout, write_parquet_atomic
 from finrisk.schema import PROCESSED_COLUMNS, SENSITIVE_FIELDS, TRANSACTION_SCHEMA
 
-SIDE_SCHEMA = {"txn_id": pl.String, **{c: TRANSACTION_SCHEMA[c] for c in SENSITIVE_FIELDS}}
-
 
 def sensitive_root(layout: DataLayout) -> Path:
     return layout.root / "processed" / "sensitive"
 
 
-def side_rows(rows: pl.DataFrame) -> pl.DataFrame:
-    """txn_id and the sensitive fields of the rows that have any of them."""
-    present = [c for c in SENSITIVE_FIELDS if c in rows.columns]
-    side = rows.select("txn_id", *present)
-    if present:
-        side = side.filter(pl.any_horizontal(pl.col(c).is_not_null() for c in present))
-    else:
-        side = side.clear()
-    return side.with_columns(pl.lit(None, SIDE_SCHEMA[c]).alias(c) for c in SENSITIVE_FIELDS if c not in present).select(
-        [pl.col(c).cast(t) for c, t in SIDE_SCHEMA.items()]
-    )
-
-
-def write_partition(layout: DataLayout, day: str, fresh: pl.DataFrame) -> int:
-    """Merge the sensitive fields of rows new to partition `day` into its side file; rows
-    already there keep their values (first write wins, as in the transactions partition)."""
-    side = side_rows(fresh)
-    if side.height == 0:
-        return 0
+def write_partition(layout: DataLayout, day: str, rows: pl.DataFrame) -> bool:
+    """The side file of partition `day`, from all of the partition's rows in their stored order
+    (written before the partition itself); returns whether there is one."""
     target = layout.partition(sensitive_root(layout), day)
-    if target.exists():
-        side = pl.concat([read_encrypted(target), side]).unique("txn_id", keep="first", maintain_order=True)
-    write_encrypted(side.sort("txn_id"), target, list(SENSITIVE_FIELDS))
-    return side.height
+    present = [c for c in SENSITIVE_FIELDS if c in rows.columns]
+    has_values = present and rows.select(pl.any_horizontal(pl.col(c).is_not_null().any() for c in present)).item()
+    if not has_values:
+        target.unlink(missing_ok=True)
+        return False
+    side = rows.select(
+        "txn_id", *(pl.col(c).cast(TRANSACTION_SCHEMA[c]) if c in present else pl.lit(None, TRANSACTION_SCHEMA[c]).alias(c)
+                    for c in SENSITIVE_FIELDS)
+    )
+    write_encrypted(side, target, list(SENSITIVE_FIELDS))
+    return True
 
 
-def read_side(layout: DataLayout, days: list[str] | None = None) -> pl.DataFrame | None:
-    """The decrypted side table (of `days`, or all), None when there is none."""
+def read_side(layout: DataLayout, days: list[str] | None = None,
+              fields: tuple[str, ...] = SENSITIVE_FIELDS) -> pl.DataFrame | None:
+    """The decrypted side files (of `days`, or all) in date order, None when there are none."""
     root = sensitive_root(layout)
     if days is None:
         files = sorted(root.glob("date=*/part-0.parquet")) if root.is_dir() else []
     else:
-        files = [p for p in (layout.partition(root, d) for d in days) if p.exists()]
+        files = [p for p in (layout.partition(root, d) for d in sorted(days)) if p.exists()]
     if not files:
         return None
-    return pl.concat([read_encrypted(p) for p in files])
+    return pl.concat([read_encrypted(p, columns=["txn_id", *fields]) for p in files])
 
 
-def with_sensitive(tx: pl.LazyFrame, layout: DataLayout, days: list[str] | None = None) -> pl.LazyFrame:
-    """The transactions with their sensitive fields joined back (null where a row has none)."""
+def with_sensitive(tx: pl.LazyFrame, layout: DataLayout, days: list[str] | None = None,
+                   fields: tuple[str, ...] = SENSITIVE_FIELDS) -> pl.LazyFrame:
+    """The transactions (partitions of `days` or all, in date order, as read) with their
+    sensitive `fields` back, null where a row has none."""
     present = tx.collect_schema().names()
-    side = read_side(layout, days)
+    wanted = tuple(c for c in fields if c not in present)
+    if not wanted:
+        return tx
+    side = read_side(layout, days, wanted)
     if side is None:
-        return tx.with_columns(pl.lit(None, SIDE_SCHEMA[c]).alias(c) for c in SENSITIVE_FIELDS if c not in present)
-    side = side.select("txn_id", *(c for c in SENSITIVE_FIELDS if c not in present))
-    return tx.join(side.lazy(), on="txn_id", how="left", maintain_order="left")
+        return tx.with_columns(pl.lit(None, TRANSACTION_SCHEMA[c]).alias(c) for c in wanted)
+    rows = tx.collect()
+    if rows.height == side.height and rows.get_column("txn_id").equals(side.get_column("txn_id")):
+        return rows.hstack(side.drop("txn_id")).lazy()
+    return rows.lazy().join(side.lazy(), on="txn_id", how="left", maintain_order="left")
+
+
+def read_partition(layout: DataLayout, day: str) -> pl.DataFrame:
+    """Every column of one stored partition, its sensitive fields decrypted."""
+    part = pl.scan_parquet(layout.partition(layout.transactions, day), hive_partitioning=False)
+    return with_sensitive(part, layout, [day]).collect()
 
 
 def side_files(layout: DataLayout) -> list[Path]:
@@ -102,7 +109,7 @@ def reencrypt(layout: DataLayout, on_step=None) -> dict:
     pending = [p for p in side_files(layout) if footer_master_key(p) != current]
     total, done = len(plain) + len(pending), 0
     for part in plain:
-        rows = pl.read_parquet(part, hive_partitioning=False)
+        rows = pl.read_parquet(part, hive_partitioning=False)  # the clear columns win over any side file
         write_partition(layout, part.parent.name.removeprefix("date="), rows)
         write_parquet_atomic(rows.select(c for c in PROCESSED_COLUMNS if c in rows.columns), part)
         done += 1

@@ -17,18 +17,25 @@ from features.twin import behaviour_vectors, build_twin, read_twin, twin_path, w
 from finrisk.config import get_settings
 from finrisk.consent import consent_inputs
 from finrisk.io import DataLayout, has_parquet, scan_partitioned, write_parquet_atomic
+from finrisk.schema import SENSITIVE_FIELDS
 from finrisk.sensitive import sensitive_root, with_sensitive
 from models.clustering import cluster_customers
 from tasks.caching import CACHE_EXPIRATION, cache_on_files
 
 
-def _processed(layout: DataLayout) -> pl.LazyFrame:
-    """The processed transactions, only the columns features read (not the pseudonymised PII)."""
+def feature_inputs(layout: DataLayout) -> pl.LazyFrame:
+    """The processed transactions, only the columns features read (not the pseudonymised PII),
+    the coordinates decrypted from the side table."""
     if not has_parquet(layout.transactions):
         raise FileNotFoundError(f"no processed transactions under {layout.transactions}; run ingest first")
-    tx = with_sensitive(scan_partitioned(layout.transactions), layout)
+    tx = scan_partitioned(layout.transactions)
     present = tx.collect_schema().names()
-    return _consented(tx.select(c for c in (*FEATURE_FIELDS, "date") if c in present), layout, "fraud_detection")
+    return with_sensitive(tx.select(c for c in (*FEATURE_FIELDS, "date") if c in present), layout,
+                          fields=tuple(c for c in SENSITIVE_FIELDS if c in FEATURE_FIELDS))
+
+
+def _processed(layout: DataLayout) -> pl.LazyFrame:
+    return _consented(feature_inputs(layout), layout, "fraud_detection")
 
 
 def _consented(frame, layout: DataLayout, purpose: str):

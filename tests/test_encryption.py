@@ -15,7 +15,9 @@ from finrisk.encryption import (
 )
 from finrisk.io import DataLayout, scan_partitioned, write_parquet_atomic
 from finrisk.schema import SENSITIVE_FIELDS, TRANSACTION_SCHEMA
-from finrisk.sensitive import plaintext_partitions, read_side, sensitive_root, side_files, with_sensitive
+from finrisk.sensitive import (
+    plaintext_partitions, read_partition, read_side, side_files, with_sensitive, write_partition,
+)
 from test_ingest import GOOD, run, write_source
 
 EXPECTED = {  # from GOOD: txn_id -> (ip, latitude, longitude)
@@ -151,7 +153,7 @@ def test_partitions_written_in_the_clear_are_moved_into_the_side_table(tmp_path)
     done = CliRunner().invoke(_app(), ["encryption", "reencrypt", "--data-dir", str(layout.root)])
     assert done.exit_code == 0, done.output
     assert not plaintext_partitions(layout)
-    assert _side(layout.root) == {"A1": ("10.1.1.1", 12.9, 77.6)}
+    assert _side(layout.root) == {"A1": ("10.1.1.1", 12.9, 77.6), "A2": (None, None, None)}
     assert scan_partitioned(layout.transactions).collect().get_column("txn_id").to_list() == ["A1", "A2"]
 
 
@@ -190,3 +192,22 @@ def test_another_kms_plugs_in(tmp_path, monkeypatch):
         read_encrypted(path)
     monkeypatch.undo()
     reset_settings()
+
+
+def test_a_side_file_out_of_step_with_its_partition_is_joined_then_realigned(tmp_path):
+    data = tmp_path / "data"
+    run(write_source(tmp_path, GOOD), data)
+    layout = DataLayout(data)
+    day = "2026-01-01"
+    rows = read_partition(layout, day)
+    # A run merging T9 into the day was killed after writing the side file, before the partition.
+    extra = rows.head(1).with_columns(pl.lit("T9").alias("txn_id"), pl.lit("10.9.9.9").alias("ip"))
+    write_partition(layout, day, pl.concat([rows, extra]))
+    joined = with_sensitive(scan_partitioned(layout.transactions), layout).collect()
+    assert {r["txn_id"]: (r["ip"], r["latitude"], r["longitude"]) for r in joined.iter_rows(named=True)} == EXPECTED
+
+    late = GOOD[0].replace("T1,", "T9,").replace("10.0.0.1", "10.9.9.9")
+    run(write_source(tmp_path, [*GOOD, late]), data)  # the run again: its write aligns them again
+    stored = pl.read_parquet(layout.partition(layout.transactions, day), hive_partitioning=False)
+    assert read_side(layout, [day]).get_column("txn_id").equals(stored.get_column("txn_id"))
+    assert _side(data) == {**EXPECTED, "T9": ("10.9.9.9", 19.07, 72.87)}
