@@ -184,6 +184,9 @@ def retention(
 
 
 def register(app: typer.Typer) -> None:
+    from finrisk import cli_keys
+
     app.command("erase")(erase)
     app.add_typer(consent_app, name="consent")
     app.command("retention")(retention)
+    cli_keys.register(app)  # finrisk keys status|rotate

@@ -5,7 +5,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import PrivateAttr, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,8 +38,13 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     prefect_port: int = 4200
 
-    # Key for HMAC-SHA256 pseudonymisation of direct identifiers (DPDP Act).
+    # Key for HMAC-SHA256 pseudonymisation of direct identifiers (DPDP Act): one key, or a chain of
+    # keys separated by commas, oldest first, after a rotation (finrisk.privacy).
     pseudonym_key: SecretStr | None = None
+    # Or a file (outside the repository, mode 0600) with the chain one key per line, oldest first;
+    # when set, it is the chain and `finrisk keys rotate` appends to it.
+    pseudonym_key_file: Path | None = None
+    _key_file_problem: str | None = PrivateAttr(default=None)
     # Parquet encryption of the sensitive columns (finrisk.encryption): master keys inline
     # ("id hex, id hex", first is current) or in a key file outside the repository; the KMS client.
     encryption_keys: SecretStr | None = None
@@ -71,6 +76,16 @@ class Settings(BaseSettings):
     review_threshold: float = 0.5
     block_threshold: float = 0.9
 
+    @model_validator(mode="after")
+    def _chain_from_key_file(self) -> "Settings":
+        if self.pseudonym_key_file is not None:
+            try:
+                self.pseudonym_key = SecretStr(read_key_file(self.pseudonym_key_file))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                self.pseudonym_key = None  # every reader sees "no key", require_pseudonym_key says why
+                self._key_file_problem = f"FINRISK_PSEUDONYM_KEY_FILE {self.pseudonym_key_file}: {exc}"
+        return self
+
     @property
     def tracking_uri(self) -> str:
         if self.mlflow_tracking_uri:
@@ -90,6 +105,8 @@ class Settings(BaseSettings):
         return self.neo4j_password.get_secret_value()
 
     def require_pseudonym_key(self) -> bytes:
+        if self._key_file_problem:
+            raise ConfigError(self._key_file_problem)
         if self.pseudonym_key is None or not self.pseudonym_key.get_secret_value():
             raise ConfigError(
                 "FINRISK_PSEUDONYM_KEY is not set: direct identifiers cannot be pseudonymised. "
@@ -111,6 +128,18 @@ class Settings(BaseSettings):
 
 class ConfigError(RuntimeError):
     """A setting is missing or wrong; the message says how to fix it."""
+
+
+def read_key_file(path: Path) -> str:
+    """The chain in a key file (one key per line, oldest first; blank lines and # comments
+    ignored) in its configured form: keys joined by commas."""
+    keys = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    keys = [k for k in keys if k and not k.startswith("#")]
+    if not keys:
+        raise ValueError("the file holds no key")
+    if any("," in k for k in keys):
+        raise ValueError("a key holds a comma; put one key per line")
+    return ",".join(keys)
 
 
 @lru_cache(maxsize=1)

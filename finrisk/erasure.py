@@ -31,13 +31,14 @@ import polars as pl
 
 from finrisk import audit
 from finrisk.erasure_files import (
-    Residual, find_traces, raw_marker, scrub_parquet_tree, scrub_raw, sweep_documents, token_marker,
+    Residual, find_traces, raw_marker, scrub_journals, scrub_parquet_tree, scrub_raw, sweep_documents, token_marker,
 )
 from finrisk.erasure_subject import Subject, SubjectNotFound, find_subject
 from finrisk.ingest_write import RunLock
 from finrisk.io import DataLayout, write_parquet_atomic
 from finrisk.mapping import Mapping, load_mapping
 from finrisk.privacy import Pseudonymiser, check_key
+from finrisk.rotation_chain import check_data_chain
 from finrisk.subjects import subject_ref
 
 __all__ = ["ErasureBusy", "ErasureCertificate", "ErasureIncomplete", "SubjectNotFound", "erase_customer", "erased_subjects"]
@@ -200,6 +201,7 @@ def erase_customer(
     step = progress or (lambda _: None)
     # The ingest lock: an ingest merging into a partition meanwhile could write the rows back.
     with RunLock(layout.root, ErasureBusy):
+        check_data_chain(layout, key, "erasure")  # the customer's tokens are those of the data's key chain
         return _erase(layout, customer_id, key, mapping, raw_dirs, driver, database, mlflow_paths, audit_log, actor,
                       extra_identifiers, step)
 
@@ -237,7 +239,8 @@ def _erase(layout, customer_id, key, mapping, raw_dirs, driver, database, mlflow
     if state["stores"] is None:
         step("rewriting Parquet tables, raw exports and reports")
         tables, touched = scrub_parquet_tree(layout.root, subject, token_markers)
-        results = [*tables.values(), scrub_raw(raw_dirs, subject, clear_markers, mapping), sweep_documents(layout.root, subject)]
+        results = [*tables.values(), scrub_raw(raw_dirs, subject, clear_markers, mapping), sweep_documents(layout.root, subject),
+                   scrub_journals(layout.root, subject, token_markers)]
         state["stores"] = [r.as_dict() for r in results if r.rows_deleted or r.values_anonymised or r.files_deleted
                            or r.files_rewritten]
         state["touched"] = sorted(touched)

@@ -276,3 +276,30 @@ def find_traces(roots: list[Path], subject: Subject, skip: set[str] = frozenset(
             if count:
                 found.append(Residual(str(path), count))
     return found
+
+
+def scrub_journals(root: Path, subject: Subject, markers: dict[str, str]) -> StoreResult:
+    """The scoring service's journal (online/journal/date=D.jsonl, one transaction per line) is a
+    table too: the customer's lines deleted, their tokens in other lines replaced; the service
+    notices the new file and the erasure register and reloads its state from them."""
+    result = StoreResult("online/journal")
+    folder = root / "online" / "journal"
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        data = path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]  # a torn last line was never acknowledged
+        if not complete.strip():
+            continue
+        frame = pl.read_ndjson(io.BytesIO(complete), infer_schema_length=None)
+        kept, deleted, replaced, _ = scrub_table(frame, subject, markers)
+        if not deleted and not replaced:
+            continue
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_bytes(kept.write_ndjson().encode() if kept.height else b"")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        result.rows_deleted += deleted
+        result.values_anonymised += replaced
+        result.files_rewritten += 1
+    return result

@@ -32,6 +32,7 @@ from finrisk import progress
 from finrisk.io import DataLayout, has_parquet, parquet_glob
 from finrisk.mapping import Mapping
 from finrisk.privacy import Pseudonymiser, check_key
+from finrisk.rotation_chain import check_data_chain
 from finrisk.schema import BUSINESS_TZ, LABEL_SCHEMA, PERSON_COUNTERPARTY_TYPES, PII_FIELDS
 
 __all__ = [
@@ -287,6 +288,7 @@ def ingest_transactions(
         with open_run(layout) as own:
             return ingest_transactions(files, mapping, layout, key, threshold, own)
     key = check_key(key)
+    check_data_chain(layout, key)  # under the run lock: tokens of two key chains never meet
     report = IngestReport(run_id=run.id, files=[f.name for f in files])
     known = KnownIds(layout.transactions)
     staged: list[Path] = []

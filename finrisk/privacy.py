@@ -4,16 +4,27 @@ A token is `tk_` + the first 32 hex digits (128 bits) of HMAC-SHA256(key, value)
 gives the same token under the same key, in every column and every run, so joins and graph links
 still work; without the key a token cannot be reversed or recomputed from a guessed value.
 Each distinct value is HMAC-ed once; the tokens are then mapped back onto the rows.
+
+The key is a chain: one key, or several separated by commas, oldest first (FINRISK_PSEUDONYM_KEY
+or the lines of FINRISK_PSEUDONYM_KEY_FILE). Under a chain k1,k2 a value's token is the k2 token
+of its k1 token. A key rotation (`finrisk.rotation`) appends a key and wraps every stored token
+once, so data ingested afterwards under the longer chain gets exactly the tokens the rotated data
+holds. A chain of one key gives the tokens it always gave.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import duckdb
 import polars as pl
 
 TOKEN_PREFIX = "tk_"
 TOKEN_HEX_CHARS = 32  # 128 bits of the HMAC: collision-free at any realistic customer count
+TOKEN_PATTERN = rf"{TOKEN_PREFIX}[0-9a-f]{{{TOKEN_HEX_CHARS}}}"
+CHAIN_SEPARATOR = b","  # never in a hex, base64 or URL-safe key
+FINGERPRINT_PREFIX = "kfp_"
+_FINGERPRINT_PROBE = "finrisk-key-chain-fingerprint"  # domain separation: never a customer's value
 MIN_KEY_BYTES = 16
 # Placeholders from .env.example: never a real key.
 PLACEHOLDER_KEYS = {b"change-me-64-hex-chars", b"change-me"}
@@ -23,18 +34,34 @@ class PseudonymKeyError(ValueError):
     """The pseudonymisation key is unusable; the message says why."""
 
 
+def key_chain(key: bytes) -> tuple[bytes, ...]:
+    """The keys of a configured chain, oldest first (one key is a chain of one)."""
+    return tuple(key.split(CHAIN_SEPARATOR))
+
+
+def extend_chain(key: bytes, new_key: bytes) -> bytes:
+    """The configured form of `key` with `new_key` appended."""
+    return CHAIN_SEPARATOR.join((*key_chain(key), new_key))
+
+
 def check_key(key: bytes) -> bytes:
-    """Refuse keys that would make tokens guessable."""
-    if key in PLACEHOLDER_KEYS:
-        raise PseudonymKeyError(
-            "FINRISK_PSEUDONYM_KEY is still the placeholder from .env.example; run `finrisk setup` for a fresh key "
-            "or export the key from your secret store"
-        )
-    if len(key) < MIN_KEY_BYTES:
-        raise PseudonymKeyError(
-            f"FINRISK_PSEUDONYM_KEY is {len(key)} bytes; use at least {MIN_KEY_BYTES} random bytes "
-            f"(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
-        )
+    """Refuse keys that would make tokens guessable (each key of a chain)."""
+    links = key_chain(key)
+    for position, link in enumerate(links, 1):
+        name = "FINRISK_PSEUDONYM_KEY" if len(links) == 1 else f"key {position} of the FINRISK_PSEUDONYM_KEY chain"
+        if link in PLACEHOLDER_KEYS:
+            raise PseudonymKeyError(
+                f"{name} is still the placeholder from .env.example; run `finrisk setup` for a fresh key "
+                "or export the key from your secret store"
+            )
+        if len(link) < MIN_KEY_BYTES:
+            raise PseudonymKeyError(
+                f"{name} is {len(link)} bytes; use at least {MIN_KEY_BYTES} random bytes "
+                f"(e.g. `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+                + ("; keys of a chain are separated by commas" if len(links) > 1 else "")
+            )
+    if len(set(links)) != len(links):
+        raise PseudonymKeyError("the FINRISK_PSEUDONYM_KEY chain holds the same key twice")
     return key
 
 
@@ -45,24 +72,40 @@ def _hmac_pads(key: bytes) -> tuple[bytes, bytes]:
     return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
 
 
-def pseudonymise_values(values: pl.Series, key: bytes) -> pl.Series:
-    """HMAC-SHA256 tokens for a column of strings, nulls kept null; vectorised in DuckDB."""
+def _token_sql(value_bytes: str, key: bytes) -> str:
+    """DuckDB expression: the token of the bytes `value_bytes` under one key."""
     ipad, opad = _hmac_pads(key)
+    digest = f"sha256(unhex('{opad.hex()}') || unhex(sha256(unhex('{ipad.hex()}') || {value_bytes})))"
+    return f"'{TOKEN_PREFIX}' || substr({digest}, 1, {TOKEN_HEX_CHARS})"
+
+
+def pseudonymise_values(values: pl.Series, key: bytes) -> pl.Series:
+    """HMAC-SHA256 tokens under the key chain for a column of strings, nulls kept null; vectorised in DuckDB."""
+    expression = "encode(v)"
+    for position, link in enumerate(key_chain(key)):
+        expression = _token_sql(expression if position == 0 else f"encode({expression})", link)
     frame = pl.DataFrame({"v": values.cast(pl.String)})
     con = duckdb.connect()
     try:
         con.register("frame", frame)
-        tokens = con.sql(
-            f"""
-            SELECT CASE WHEN v IS NULL THEN NULL ELSE
-              '{TOKEN_PREFIX}' || substr(sha256(unhex('{opad.hex()}') || unhex(sha256(unhex('{ipad.hex()}') || encode(v)))),
-                                         1, {TOKEN_HEX_CHARS})
-            END AS t FROM frame
-            """
-        ).pl()["t"]
+        tokens = con.sql(f"SELECT CASE WHEN v IS NULL THEN NULL ELSE {expression} END AS t FROM frame").pl()["t"]
     finally:
         con.close()
     return tokens.alias(values.name)
+
+
+def token_of(value: str, key: bytes) -> str:
+    """The token of one value under the key chain (the same as pseudonymise_values)."""
+    token = value
+    for link in key_chain(key):
+        token = TOKEN_PREFIX + hmac.new(link, token.encode("utf-8"), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
+    return token
+
+
+def chain_fingerprint(key: bytes) -> str:
+    """A keyed hash that names a key chain without revealing it: two chains have the same
+    fingerprint exactly when they give the same tokens."""
+    return FINGERPRINT_PREFIX + token_of(_FINGERPRINT_PROBE, key).removeprefix(TOKEN_PREFIX)
 
 
 def _row_hash(columns: list[str], seed: int) -> pl.Expr:

@@ -9,9 +9,6 @@ customer's identifiers.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import polars as pl
 
 SUBJECT_PREFIX = "subj_"
@@ -21,8 +18,10 @@ CUSTOMER_PARAMETER = "customer_id"  # a command parameter of this name holds a c
 
 
 def subject_ref(customer_id: str, key: bytes) -> str:
-    digest = hmac.new(key, _DOMAIN + customer_id.encode("utf-8"), hashlib.sha256).hexdigest()
-    return SUBJECT_PREFIX + digest[:32]
+    """HMAC-SHA256 of the domain-prefixed id under the key chain (finrisk.privacy.token_of)."""
+    from finrisk.privacy import TOKEN_PREFIX, token_of
+
+    return SUBJECT_PREFIX + token_of(_DOMAIN.decode() + customer_id, key).removeprefix(TOKEN_PREFIX)
 
 
 def subject_refs(customer_ids: pl.Series, key: bytes) -> pl.Series:

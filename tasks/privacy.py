@@ -1,4 +1,4 @@
-"""Prefect tasks for the data-protection duties: erasure and raw-data retention.
+"""Prefect tasks for the data-protection duties: erasure, raw-data retention, key rotation.
 
 The customer id reaches these tasks as a SecretStr: Prefect stores and shows it masked, so neither
 the run history nor the logs hold the id of a customer who asked to be erased.
@@ -80,5 +80,47 @@ def raw_retention_task(data_dir: Path, raw_dirs: list[Path] | None = None, days:
                             "", f"kept, not fully ingested: {len(report.kept_not_ingested)}",
                             *(f"- {p}" for p in report.kept_not_ingested[:200])]),
         description="Raw files past the retention period",
+    )
+    return report.as_dict()
+
+
+@task(name="rotate-keys")
+def rotate_keys_task(data_dir: Path, graph: bool = True) -> dict:
+    """Rotate the pseudonymisation key of one dataset (or finish a rotation that was killed)."""
+    from finrisk.config import reset_settings
+    from finrisk.rotation import rotate_keys
+    from finrisk.rotation_chain import chain_store
+
+    logger = get_run_logger()
+    settings = get_settings()
+    store = chain_store(settings)
+    driver = None
+    if graph:
+        from graph_loaders.neo4j_load import connect
+
+        driver = connect(settings.neo4j_uri, settings.neo4j_user, settings.require_neo4j_password(),
+                         notifications_min_severity="OFF")
+    try:
+        report = rotate_keys(
+            Path(data_dir), settings.require_pseudonym_key(), store, driver=driver, database=settings.neo4j_database,
+            mlflow_paths=_mlflow_paths(settings), audit_log=settings.audit_log, step=logger.info,
+        )
+    finally:
+        if driver is not None:
+            driver.close()
+        reset_settings()  # the chain changed: whatever runs next in this process reads the new one
+    logger.info("key rotation %s complete: %d file(s), %d value(s) rewritten; chain of %d key(s) stored in %s",
+                report.rotation_id, report.files_rewritten, report.values_rewritten, report.keys, report.chain_stored_in)
+    create_markdown_artifact(
+        key="key-rotation",
+        markdown="\n".join([
+            f"## Key rotation {report.rotation_id}", "",
+            f"fingerprint {report.fingerprint_before} -> {report.fingerprint_after}, chain of {report.keys} key(s) "
+            f"in {report.chain_stored_in}", "",
+            "| store | files rewritten | values rewritten |", "| --- | ---: | ---: |",
+            *(f"| {s['store']} | {s['files']:,} | {s['values']:,} |" for s in report.stores),
+            "", f"Neo4j nodes re-keyed: {report.graph_nodes_rekeyed}", "", *(f"- {n}" for n in report.notes),
+        ]),
+        description="Pseudonymisation key rotation",
     )
     return report.as_dict()
