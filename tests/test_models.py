@@ -203,3 +203,17 @@ def test_a_champion_from_an_incompatible_release_is_replaced_not_a_crash(tmp_pat
     assert new.promoted and new.champion_metric is None
     tags = MlflowClient().get_run(new.run_id).data.tags
     assert "cannot score the current features" in tags["champion_unusable"]
+
+
+@pytest.mark.parametrize("features, rows", [(5, 2_000), (62, 3_000), (63, 120_000)])
+def test_fast_hbos_scores_equal_pyods_bit_for_bit(features, rows):
+    from pyod.models.hbos import HBOS
+
+    from models.hbos_fast import hbos_decision
+
+    rng = np.random.default_rng(features)
+    x = rng.standard_normal((rows, features)) * rng.integers(1, 100, features)
+    x[rng.random(x.shape) < 0.1] = 0.0  # heavy ties, as in real feature columns
+    detector = HBOS(n_bins=20).fit(x[: rows // 2])
+    new = np.vstack([x, x * 1.02, x * 3])  # some just beyond the bins (tolerance), some far beyond
+    assert np.array_equal(hbos_decision(detector, new), detector.decision_function(new))
