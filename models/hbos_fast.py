@@ -7,13 +7,10 @@ the result equals PyOD's exactly (tests/test_models.py compares them).
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit
 
 PAIRWISE_BLOCK = 128  # numpy sums up to this many values with 8 accumulators, longer rows recursively
-SPLIT_ROWS = 100_000  # above this, two threads (the kernel releases the GIL)
 
 
 @njit(cache=True)
@@ -90,13 +87,5 @@ def hbos_decision(detector, x: np.ndarray) -> np.ndarray:
     edges = np.ascontiguousarray(detector.bin_edges_.T)
     logs = _log_densities(detector.hist_, float(detector.alpha))
     out = np.empty(len(x))
-    n = len(x)
-    if n < SPLIT_ROWS:
-        _hbos_rows(x, edges, logs, float(detector.tol), out, 0, n)
-    else:
-        half = n // 2
-        with ThreadPoolExecutor(2) as pool:
-            for future in [pool.submit(_hbos_rows, x, edges, logs, float(detector.tol), out, a, b)
-                           for a, b in ((0, half), (half, n))]:
-                future.result()
+    _hbos_rows(x, edges, logs, float(detector.tol), out, 0, len(x))  # releases the GIL
     return out
