@@ -1,5 +1,5 @@
-"""Deployments: the nightly run on a cron schedule in Asia/Kolkata, and every sub-flow as an ad-hoc
-deployment. Each deployment runs a thin entry flow that takes one typed parameter model (so the
+"""Deployments: the nightly run on a cron schedule in Asia/Kolkata, micro-batch scoring every minute,
+and every sub-flow as an ad-hoc deployment. Each deployment runs a thin entry flow that takes one typed parameter model (so the
 Prefect UI shows a form) and calls the sub-flow, whose own signature stays as the CLI and tests use it.
 
 Entry flows import their sub-flow when they run: a run's process then loads only the libraries that
@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import get_type_hints
 
 from prefect import flow, get_run_logger
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
+from pydantic import Field
 
 from finrisk.schema import BUSINESS_TZ
 from flows.params import (
+    DataParams,
     EvaluateParams,
     FeaturesParams,
     GraphParams,
@@ -29,7 +32,18 @@ from flows.params import (
 
 NIGHTLY_CRON = "0 2 * * *"
 SCHEDULED = "nightly-0200-ist"
+SCORE_RECENT_CRON = "* * * * *"
+SCORE_RECENT = "score-recent-every-minute"
 TAGS = ["finrisk"]
+
+
+class ScoreRecentParams(DataParams):
+    """Score the transactions that reached processed/ since the last run, with the champion."""
+
+    model_name: str | None = Field(
+        None, min_length=1, max_length=256,
+        description="Registered model whose champion scores; empty means FINRISK_MLFLOW_MODEL_NAME.",
+    )
 
 
 @flow(name="finrisk-nightly")
@@ -131,6 +145,14 @@ def score_range_deployment(params: ScoreRangeParams) -> dict:
     )
 
 
+@flow(name="finrisk-score-recent")
+def score_recent_deployment(params: ScoreRecentParams) -> dict:
+    """Micro-batch scoring: what arrived since the last run (watermark + ledger: safe every minute)."""
+    from flows.score_recent import score_recent_flow
+
+    return score_recent_flow(data_dir=params.data_dir, model_name=params.model_name)
+
+
 AD_HOC_FLOWS = (
     ingest_deployment, features_deployment, train_deployment, train_window_deployment,
     evaluate_deployment, graph_deployment, score_deployment, score_range_deployment,
@@ -144,7 +166,10 @@ def ad_hoc_name(entry) -> str:
 
 
 # The parameter model behind each deployment's form, by flow name.
-FORMS = {entry.name: get_type_hints(entry.fn)["params"] for entry in (nightly_deployment, *AD_HOC_FLOWS)}
+FORMS = {
+    entry.name: get_type_hints(entry.fn)["params"]
+    for entry in (nightly_deployment, score_recent_deployment, *AD_HOC_FLOWS)
+}
 
 
 def _to_deployment(entry, name: str, defaults: dict, **options) -> RunnerDeployment:
@@ -162,7 +187,8 @@ def _to_deployment(entry, name: str, defaults: dict, **options) -> RunnerDeploym
 def build_deployments(
     data_dir: Path, source: Path | None = None, mapping: Path | None = None
 ) -> list[RunnerDeployment]:
-    """The nightly deployment and one ad-hoc deployment per sub-flow, with form defaults for this data dir."""
+    """The nightly deployment, score-recent every minute, and one ad-hoc deployment per sub-flow, with
+    form defaults for this data dir."""
     data_dir = Path(data_dir).resolve()
     source = Path(source).resolve() if source else data_dir / "raw"
     with_source = {"data_dir": data_dir, "source": source, "mapping": Path(mapping).resolve() if mapping else None}
@@ -171,8 +197,15 @@ def build_deployments(
         schedules=[Cron(NIGHTLY_CRON, timezone=BUSINESS_TZ)],
         concurrency_limit=1,  # a slow night must not overlap the next one on the same data dir
     )
+    every_minute = _to_deployment(
+        score_recent_deployment, SCORE_RECENT, {"data_dir": data_dir, "model_name": None},
+        schedules=[Cron(SCORE_RECENT_CRON, timezone=BUSINESS_TZ)],
+        # A run still going when the next minute starts: the new one is cancelled, not queued (the
+        # flow's own lock would only make it step aside later; a queue of them would run back to back).
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW),
+    )
     ad_hoc = [
         _to_deployment(entry, ad_hoc_name(entry), with_source if entry is ingest_deployment else {"data_dir": data_dir})
         for entry in AD_HOC_FLOWS
     ]
-    return [nightly_run, *ad_hoc]
+    return [nightly_run, every_minute, *ad_hoc]

@@ -5,6 +5,7 @@ and the batch body model is built per app (its size limit comes from configurati
 """
 
 import asyncio
+import json
 import logging
 import math
 from contextlib import asynccontextmanager
@@ -21,32 +22,45 @@ from features.twin import TwinNotFoundError
 from finrisk.config import Settings
 from service.auth import BodyLimit, require_key
 from service.champion import ChampionSource
-from service.engine import DayNotServed, NotReady, ScoringEngine
+from service.consent_gate import ConsentError, ConsentGate
+from service.engine import CustomerNotProcessed, DayNotServed, NotReady, ScoringEngine, epoch_us
 from service.schemas import BatchResult, CustomerTwin, Problem, ScoreResult, Transaction, batch_request
-from service.scoring import RESULT_SCHEMA, TRANSACTION_FIELDS, check_thresholds
+from service.scoring import RESULT_SCHEMA, check_thresholds
 
 log = logging.getLogger("finrisk.service")
 RESPONSE_COLUMNS = ("txn_id", *RESULT_SCHEMA, "duplicate")
+INLINE_ROWS = 64  # scoring calls up to this many transactions run on the event loop, larger ones in a thread
+BATCH_WAIT_S = 0.001  # when requests overlap, how long a call waits for more requests to score with
 
 
-def transactions_frame(transactions: list[Transaction]) -> pl.DataFrame:
-    """Validated request bodies as canonical columns (ts converted to UTC)."""
-    return pl.DataFrame([t.model_dump() for t in transactions], schema=TRANSACTION_FIELDS)
+def request_records(transactions: list[Transaction]) -> list[dict]:
+    """Validated request bodies as records (TRANSACTION_FIELDS, plus `ts_us`: the instant in epoch microseconds)."""
+    records = []
+    for t in transactions:  # the request's transactions
+        record = dict(t.__dict__)  # the validated fields as they are (model_dump would convert each again)
+        record["ts_us"] = epoch_us(record["ts"])
+        records.append(record)
+    return records
 
 
 class Coalescer:
-    """Requests that arrive while a scoring call runs are scored together in the next call: the
-    feature path costs about the same for one transaction or a few dozen, so under load this
-    keeps throughput up. Each transaction still sees exactly the transactions before it in time."""
+    """Requests that arrive while a scoring call runs are scored together in the next call: a call
+    costs about the same for one transaction or a few dozen, so under load this keeps throughput up.
+    Each transaction still sees exactly the transactions before it in time.
 
-    def __init__(self, engine: ScoringEngine):
+    When requests overlap (others came while a call ran), the next call first waits BATCH_WAIT_S for
+    more: the cost of a call is spread over more requests, which keeps the service clear of
+    saturation. A request that finds the service idle is scored at once."""
+
+    def __init__(self, engine: ScoringEngine, batch_wait_s: float = BATCH_WAIT_S):
         self.engine = engine
-        self.pending: list[tuple[pl.DataFrame, asyncio.Future]] = []
+        self.batch_wait_s = batch_wait_s
+        self.pending: list[tuple[list[dict], asyncio.Future]] = []
         self.draining = False
 
-    async def score(self, frame: pl.DataFrame) -> pl.DataFrame:
+    async def score(self, records: list[dict]) -> list[dict]:
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((frame, future))
+        self.pending.append((records, future))
         if not self.draining:
             self.draining = True
             asyncio.create_task(self._drain())
@@ -58,32 +72,35 @@ class Coalescer:
                 taken, self.pending = self.pending, []
                 for group in _disjoint_groups(taken):
                     await self._score_group(group)
+                for _ in range(2):  # read the requests that came meanwhile, then let them reach the queue
+                    await asyncio.sleep(0)
+                if self.pending and self.batch_wait_s > 0:  # requests overlap: let a few more join the next call
+                    await asyncio.sleep(self.batch_wait_s)
         finally:
             self.draining = False
 
-    async def _score_group(self, group: list[tuple[pl.DataFrame, asyncio.Future]]) -> None:
-        if len(group) > 1:
-            combined = pl.concat([f.with_columns(pl.lit(i, pl.Int32).alias("_request")) for i, (f, _) in enumerate(group)])
-            try:
-                result = await run_in_threadpool(self.engine.score, combined.drop("_request"))
-            except Exception:  # one bad request (e.g. another day) must fail alone: score each by itself
+    async def _score_group(self, group: list[tuple[list[dict], asyncio.Future]]) -> None:
+        combined = [r for records, _ in group for r in records]
+        try:
+            results, _ = await self._run(combined)
+        except Exception as exc:
+            if len(group) > 1:  # one bad request (e.g. another day) must fail alone: score each by itself
                 for item in group:
                     await self._score_group([item])
                 return
-            parts = result.with_columns(combined.get_column("_request")).partition_by("_request", as_dict=True)
-            for i, (_, future) in enumerate(group):
-                if not future.done():
-                    future.set_result(parts[(i,)].drop("_request"))
+            if not group[0][1].done():
+                group[0][1].set_exception(exc)
             return
-        frame, future = group[0]
-        try:
-            result = await run_in_threadpool(self.engine.score, frame)
-        except Exception as exc:
+        start = 0
+        for records, future in group:
             if not future.done():
-                future.set_exception(exc)
-            return
-        if not future.done():
-            future.set_result(result)
+                future.set_result(results[start:start + len(records)])
+            start += len(records)
+
+    async def _run(self, records: list[dict]):
+        if len(records) <= INLINE_ROWS:  # shorter than a thread hop: the loop waits on the GIL either way
+            return self.engine.score_records(records)
+        return await run_in_threadpool(self.engine.score_records, records)
 
 
 def _disjoint_groups(items):
@@ -91,7 +108,7 @@ def _disjoint_groups(items):
     is scored after it, and answered as a duplicate)."""
     groups, seen = [], set()
     for item in items:  # requests, not rows
-        ids = set(item[0].get_column("txn_id").to_list())
+        ids = {r["txn_id"] for r in item[0]}
         if not groups or ids & seen:
             groups.append([])
             seen = set()
@@ -110,12 +127,9 @@ def _json_safe(value):
     return value
 
 
-def _results_json(result: pl.DataFrame, wrap: bool) -> Response:
-    body = result.select(RESPONSE_COLUMNS).write_json()
-    if not wrap:
-        body = body[1:-1]  # the single object of a one-row array
-    else:
-        body = '{"results":' + body + "}"
+def _results_json(results: list[dict], wrap: bool) -> Response:
+    rows = [{name: r[name] for name in RESPONSE_COLUMNS} for r in results]
+    body = json.dumps({"results": rows} if wrap else rows[0], separators=(",", ":"))
     return Response(content=body, media_type="application/json")
 
 
@@ -137,9 +151,11 @@ def create_app(settings: Settings, data_dir: Path | None = None, watch: bool = T
         settings.mlflow_model_name, settings.champion_alias, settings.tracking_uri, settings.artifact_root
     )
     labels_path = root / "processed" / "labels" / "labels.parquet"
+    key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
     engine = ScoringEngine(
         root, champion, settings.review_threshold, settings.block_threshold,
         labels=pl.read_parquet(labels_path) if labels_path.exists() else None,
+        gate=ConsentGate(root, settings.consent_required, key),
     )
     coalescer = Coalescer(engine)
     state = {"startup_error": None}
@@ -149,7 +165,8 @@ def create_app(settings: Settings, data_dir: Path | None = None, watch: bool = T
         try:
             champion.refresh()
             engine.open_day()
-        except (TwinNotFoundError, OSError, ValueError) as exc:
+            engine.warm()
+        except (TwinNotFoundError, OSError, ValueError, ConsentError) as exc:
             state["startup_error"] = str(exc)
             log.error("not ready: %s", exc)
         except Exception as exc:  # the registry unreachable: serve readyz=503 and keep retrying
@@ -177,8 +194,13 @@ def create_app(settings: Settings, data_dir: Path | None = None, watch: bool = T
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(NotReady)
+    @app.exception_handler(ConsentError)  # the erasure register cannot be honoured: process nothing
     async def _not_ready(request: Request, exc: Exception):
         return JSONResponse({"detail": f"not ready: {exc}"}, status_code=503)
+
+    @app.exception_handler(CustomerNotProcessed)
+    async def _not_processed(request: Request, exc: Exception):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict:
@@ -193,27 +215,28 @@ def create_app(settings: Settings, data_dir: Path | None = None, watch: bool = T
             reason = state["startup_error"] or ("no champion model" if version is None else "no twin")
             return JSONResponse({"detail": f"not ready: {reason}"}, status_code=503)
         return {"status": "ready", "day": book.day.isoformat(), "model_version": version,
-                "scored_today": book.results.frame().height}
+                "scored_today": engine.scored_today()}
 
     @app.post("/v1/score", response_model=ScoreResult, dependencies=auth, responses=ERRORS, tags=["scoring"])
     async def score(transaction: Transaction):
         """Score one transaction: fraud score, anomaly score, decision band, reason codes, model version."""
-        return _results_json(await coalescer.score(transactions_frame([transaction])), wrap=False)
+        return _results_json(await coalescer.score(request_records([transaction])), wrap=False)
 
     Batch = batch_request(settings.serve_max_batch)
 
     @app.post("/v1/score/batch", response_model=BatchResult, dependencies=auth, responses=ERRORS, tags=["scoring"])
     async def score_batch(batch: Batch):  # type: ignore[valid-type]
         """Score up to FINRISK_SERVE_MAX_BATCH transactions of one business day, in one call."""
-        frame = transactions_frame(batch.transactions)
-        if frame.get_column("txn_id").n_unique() < frame.height:
+        records = request_records(batch.transactions)
+        if len({r["txn_id"] for r in records}) < len(records):
             raise HTTPException(422, detail="txn_id values repeat within the batch")
-        return _results_json(await coalescer.score(frame), wrap=True)
+        return _results_json(await coalescer.score(records), wrap=True)
 
     @app.get("/v1/customers/{customer_id}/twin", response_model=CustomerTwin, dependencies=auth,
              responses={**ERRORS, 404: {"model": Problem}}, tags=["customers"])
     async def customer_twin(customer_id: Annotated[str, PathParam(min_length=1, max_length=128)]):
-        """The customer's behavioural profile (the twin) and what today added so far."""
+        """The customer's behavioural profile (the twin) and what today added so far; 404 for a customer
+        who is unknown, erased, or withdrew consent for fraud detection."""
         view = await run_in_threadpool(engine.customer_view, customer_id)
         if view is None:
             raise HTTPException(404, detail=f"no customer {customer_id!r} in the twin or today's transactions")

@@ -24,7 +24,7 @@ def require_key(keys: tuple[str, ...]):
     """A FastAPI dependency that lets a request through only with a configured key."""
     encoded = tuple(k.encode() for k in keys)
 
-    def check(
+    async def check(  # async: a plain function would be run on a worker thread for every request
         api_key: str | None = Security(api_key_header),
         token: HTTPAuthorizationCredentials | None = Security(bearer),
     ) -> None:

@@ -1,30 +1,38 @@
 """The service's scoring state: the twin of the day being served, the day's transactions so far, and
 the journal that makes them survive a restart.
 
-Velocity state is the twin (everything before the day, with its running totals) plus every
-transaction scored today; each scored transaction is added to it, so the next one of the same
-customer, counterparty or device sees it. One lock serialises updates (one uvicorn worker).
+Velocity state is the online feature state (features.online_state): the twin (everything before the
+day, with its running totals) plus every transaction scored today; each scored transaction is added
+to it, so the next one of the same customer, counterparty or device sees it. One lock serialises
+updates (one uvicorn worker).
 """
 from __future__ import annotations
 
+import gc
 import threading
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 
+from features.online_state import OnlineState
 from features.twin import Twin, TwinNotFoundError, read_twin
 from finrisk.schema import BUSINESS_TZ
 from service.champion import ChampionSource
+from service.consent_gate import ERASURE, ConsentGate
+from service.fast_scorer import PARALLEL_ROWS, FastScorer
 from service.journal import Journal
-from service.scoring import RESULT_SCHEMA, TRANSACTION_FIELDS, online_scores
-from service.twin_slice import TwinIndex, related_rows
+from service.scoring import NOT_PROCESSED, RESULT_SCHEMA, TRANSACTION_FIELDS, extra_labels
+from service.twin_slice import TwinIndex
 
-# Up to this many transactions per call, the twin is sliced to their keys first; larger batches
-# touch much of the twin anyway and run on it whole.
-SLICE_LIMIT = 64
-COMPACT_CHUNKS = 32  # appended chunks merged into one beyond this, so filters scan few chunks
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MICROSECOND = timedelta(microseconds=1)
+ZONE = ZoneInfo(BUSINESS_TZ)
+RESULT_FIELDS = tuple(RESULT_SCHEMA)
+SETTLE_EVERY = 1000  # scored transactions between two settle_memory() calls
 
 
 class DayNotServed(ValueError):
@@ -35,45 +43,64 @@ class NotReady(RuntimeError):
     """No twin or no champion loaded yet."""
 
 
-@dataclass
-class Chunks:
-    """A frame that grows by appends without copying it whole each time."""
+class CustomerNotProcessed(LookupError):
+    """The customer's data may not be processed for fraud detection (finrisk.consent)."""
 
-    schema: dict
-    parts: list[pl.DataFrame] = field(default_factory=list)
 
-    def append(self, frame: pl.DataFrame) -> None:
-        self.parts.append(frame)
-        if len(self.parts) > COMPACT_CHUNKS:
-            self.parts = [pl.concat(self.parts, rechunk=True)]
+def settle_memory(young_only: bool = False) -> None:
+    """Collect garbage, then keep every object alive now out of the collector's later passes. The
+    loaded day is hundreds of thousands of long-lived objects, and the day's transactions add more:
+    a full pass over them stalls a request for a tenth of a second or more."""
+    gc.collect(1 if young_only else 2)
+    gc.freeze()
 
-    def frame(self) -> pl.DataFrame:
-        if not self.parts:
-            return pl.DataFrame(schema=self.schema)
-        return self.parts[0] if len(self.parts) == 1 else pl.concat(self.parts)
+
+def epoch_us(ts: datetime) -> int:
+    return (ts - EPOCH) // MICROSECOND
+
+
+def columns_of(records: list[dict]) -> dict[str, list]:
+    """Records as the online state takes them: a list per field, `ts` as epoch microseconds."""
+    columns = {name: [r.get(name) for r in records] for name in TRANSACTION_FIELDS if name != "ts"}
+    columns["ts_us"] = [r["ts_us"] for r in records]
+    return columns
+
+
+def not_processed(txn_id: str) -> dict:
+    """The answer for a transaction the service may not process: no score, no reasons, no model."""
+    return {"txn_id": txn_id, "score": None, "anomaly_score": None, "decision": NOT_PROCESSED, "reasons": [],
+            "model_version": None, "duplicate": False}
 
 
 @dataclass
 class DayBook:
     twin: Twin
-    index: TwinIndex
+    index: TwinIndex  # the twin by customer, for the customer view
     journal: Journal
-    rows: Chunks  # the day's scored transactions (TRANSACTION_FIELDS)
-    results: Chunks  # txn_id + RESULT_SCHEMA, for answering retries
+    pristine: OnlineState  # the twin alone, to start the day's state again from
+    state: OnlineState  # the twin plus the day's transactions that count
+    records: list[dict] = field(default_factory=list)  # the day's scored transactions (TRANSACTION_FIELDS, ts_us)
+    results: dict[str, dict] = field(default_factory=dict)  # txn_id -> RESULT_SCHEMA values, for answering retries
+    hidden: set[str] = field(default_factory=set)  # customers of `records` not processed now (consent withdrawn)
 
     @property
     def day(self) -> date:
         return self.twin.as_of
 
 
-def business_dates(tx: pl.DataFrame) -> list[date]:
-    return tx.select(pl.col("ts").dt.convert_time_zone(BUSINESS_TZ).dt.date().unique().sort()).to_series().to_list()
+def records_of(frame: pl.DataFrame) -> list[dict]:
+    """Canonical rows (ts timezone-aware) as request records."""
+    present = [c for c in TRANSACTION_FIELDS if c in frame.columns]
+    records = frame.select(present).to_dicts()
+    for r in records:
+        r["ts_us"] = epoch_us(r["ts"])
+    return records
 
 
 class ScoringEngine:
     def __init__(
         self, data_dir: Path, champion: ChampionSource, review_threshold: float, block_threshold: float,
-        labels: pl.DataFrame | None = None, fsync: bool = False,
+        labels: pl.DataFrame | None = None, fsync: bool = False, gate: ConsentGate | None = None,
     ):
         self.data_dir = Path(data_dir)
         self.champion = champion
@@ -81,32 +108,65 @@ class ScoringEngine:
         self.block_threshold = block_threshold
         self.labels = labels
         self.fsync = fsync
+        self.gate = gate or ConsentGate(data_dir)
         self.book: DayBook | None = None
         self._lock = threading.Lock()
+        self._scorers: dict[int, FastScorer] = {}
+        self._since_settled = 0
 
     # ---- the day served ------------------------------------------------------------------------
 
     def open_day(self, day: date | None = None) -> DayBook:
         """Load the twin as of `day` (the latest one when None) and replay that day's journal."""
+        self.gate.refresh()  # before reading: what the files say from here on is what this day starts with
         twin = read_twin(self.data_dir, day)
         journal = Journal(self.data_dir, twin.as_of, self.fsync)
-        replayed = journal.replay()
-        book = DayBook(
-            twin, TwinIndex(twin), journal, Chunks(TRANSACTION_FIELDS), Chunks({"txn_id": pl.String, **RESULT_SCHEMA})
-        )
+        replayed = journal.replay().unique("txn_id", keep="first", maintain_order=True)
+        pristine = OnlineState(twin, extra_labels(twin, self.labels))
+        book = DayBook(twin, TwinIndex(twin), journal, pristine, pristine)
         if replayed.height:
-            replayed = replayed.unique("txn_id", keep="first", maintain_order=True)
-            book.rows.append(replayed.select(list(TRANSACTION_FIELDS)))
-            book.results.append(replayed.select("txn_id", *RESULT_SCHEMA))
+            book.records = records_of(replayed)
+            book.results = {r[0]: dict(zip(RESULT_FIELDS, r[1:])) for r in replayed.select("txn_id", *RESULT_FIELDS).iter_rows()}
+        self.gate.prime(twin.profiles.get_column("customer_id"))
+        book.hidden = self.gate.excluded({r["customer_id"] for r in book.records})
+        book.state = self._day_state(book)
         if self.book is not None:
             self.book.journal.close()
         self.book = book
+        settle_memory()
         return book
 
-    def _book_for(self, tx: pl.DataFrame) -> DayBook:
+    def _day_state(self, book: DayBook) -> OnlineState:
+        """The twin plus the day's transactions of customers processed now, in one vectorised pass."""
+        state = book.pristine.fork()
+        counted = [r for r in book.records if r["customer_id"] not in book.hidden]
+        if counted:
+            state.stage(columns_of(counted))
+            state.commit()
+        return state
+
+    def _follow_consent(self) -> None:
+        """Apply consent and erasure recorded since the last request. An erasure rewrote the twin and
+        the journal without the customer: the day is loaded again from them, so nothing of the
+        customer stays in memory. A consent change changes which of today's rows count: the day's
+        state is built again without the rows of customers not processed now."""
+        changed = self.gate.refresh()
+        if self.book is None or not changed:
+            return
+        if ERASURE in changed:
+            old, self.book = self.book, None  # if loading fails, nothing of the old state is served
+            old.journal.close()
+            self.open_day(old.day)
+            return
+        hidden = self.gate.excluded({r["customer_id"] for r in self.book.records})
+        if hidden != self.book.hidden:
+            self.book.hidden = hidden
+            self.book.state = self._day_state(self.book)
+
+    def _book_for(self, records: list[dict]) -> DayBook:
         if self.book is None:
             raise NotReady("no twin loaded")
-        days = business_dates(tx)
+        days = sorted({datetime.fromtimestamp(r["ts_us"] / 1e6, ZONE).date() for r in records})
         if len(days) > 1:
             raise DayNotServed(
                 f"one request holds transactions of one business day (Asia/Kolkata); got {', '.join(map(str, days))}"
@@ -123,59 +183,116 @@ class ScoringEngine:
                 ) from None
         return self.book
 
+    def _scorer(self, champion: tuple) -> tuple[FastScorer, int]:
+        scorer, version = champion
+        if version not in self._scorers:
+            fast = FastScorer(scorer)
+            for rows in (1, PARALLEL_ROWS):  # first uses compile (HBOS: numba) and start threads: not in a request
+                fast.score(np.zeros((rows, len(fast.columns))))
+            self._scorers = {version: fast}  # the previous version is no longer served
+        return self._scorers[version], version
+
+    def warm(self) -> None:
+        """Prepare the champion for scoring now rather than on the first request."""
+        champion = self.champion.current()
+        if champion is not None:
+            self._scorer(champion)
+        settle_memory()
+
     # ---- scoring --------------------------------------------------------------------------------
 
-    def score(self, tx: pl.DataFrame, with_features: bool = False) -> pl.DataFrame:
-        """Score transactions (TRANSACTION_FIELDS columns, distinct txn_ids); txn_ids scored before
-        are answered from their first result and not counted again. Rows come back in input order:
-        txn_id, RESULT_SCHEMA, `duplicate` (and every feature with with_features, for new ones)."""
+    def score_records(self, records: list[dict], with_features: bool = False) -> tuple[list[dict], pl.DataFrame | None]:
+        """Score transactions (request records: TRANSACTION_FIELDS with `ts_us`, distinct txn_ids);
+        returns their results in input order (txn_id, RESULT_SCHEMA, duplicate) and, with_features,
+        the features of the newly scored ones. A txn_id scored before is answered from its first
+        result and not counted again; a customer not to be processed (ConsentGate) gets
+        `not_processed` and leaves no trace in the state or the journal."""
         champion = self.champion.current()  # held for the whole request: an alias swap cannot split it
         if champion is None:
             raise NotReady("no champion model loaded")
+        scorer, version = self._scorer(champion)
         with self._lock:
-            book = self._book_for(tx)
-            known = book.results.frame()
-            seen = tx.get_column("txn_id").is_in(known.get_column("txn_id").implode())
-            new = tx.filter(~seen)
-            scored = self._score_new(book, new, champion) if new.height else None
-            answers = known.join(tx.filter(seen).select("txn_id"), on="txn_id", how="semi").with_columns(
-                pl.lit(True).alias("duplicate")
-            )
-            if scored is not None:
-                fresh = scored.select("txn_id", *RESULT_SCHEMA, pl.lit(False).alias("duplicate"))
-                answers = pl.concat([answers, scored if with_features else fresh], how="diagonal_relaxed")
-        return tx.select("txn_id").join(answers, on="txn_id", how="left", maintain_order="left")
+            self._follow_consent()
+            book = self._book_for(records)
+            refused = self.gate.excluded({r["customer_id"] for r in records})
+            answers: list[dict | None] = [None] * len(records)
+            new = []
+            for i, r in enumerate(records):  # the request's own rows: which need scoring
+                txn_id = r["txn_id"]
+                if r["customer_id"] in refused:
+                    answers[i] = not_processed(txn_id)
+                elif txn_id in book.results:
+                    answers[i] = {"txn_id": txn_id, **book.results[txn_id], "duplicate": True}
+                else:
+                    new.append(i)
+            features = None
+            if new:
+                scored, features = self._score_new(book, [records[i] for i in new], scorer, version, with_features)
+                for i, result in zip(new, scored):
+                    answers[i] = result
+        return answers, features
 
-    def _score_new(self, book: DayBook, new: pl.DataFrame, champion: tuple) -> pl.DataFrame:
-        new = new.select(list(TRANSACTION_FIELDS))
-        so_far = book.rows.frame()
-        if new.height <= SLICE_LIMIT:
-            twin, context = book.index.slice(new), related_rows(so_far, new)
-        else:
-            twin, context = book.twin, so_far
-        scored = online_scores(
-            twin, pl.concat([context, new]), new.get_column("txn_id"), champion,
-            self.review_threshold, self.block_threshold, self.labels,
-        )
-        # Journal first: a transaction counts in the velocity state only once it is durable.
-        record = new.join(scored.select("txn_id", *RESULT_SCHEMA), on="txn_id", maintain_order="left")
-        book.journal.append(record)
-        book.rows.append(new)
-        book.results.append(record.select("txn_id", *RESULT_SCHEMA))
-        return scored
+    def score(self, tx: pl.DataFrame, with_features: bool = False) -> pl.DataFrame:
+        """score_records for canonical rows, as a frame (and every feature of the new ones, with_features)."""
+        answers, features = self.score_records(records_of(tx), with_features)
+        frame = pl.DataFrame(answers, schema={"txn_id": pl.String, **RESULT_SCHEMA, "duplicate": pl.Boolean})
+        if features is not None:
+            frame = frame.join(features, on="txn_id", how="left", maintain_order="left")
+        return frame
+
+    def _score_new(self, book: DayBook, records: list[dict], scorer: FastScorer, version: int,
+                   with_features: bool) -> tuple[list[dict], pl.DataFrame | None]:
+        batch, undo = book.state.stage(columns_of(records))
+        try:
+            x = batch.matrix(scorer.columns)
+            anomaly = scorer.anomaly(x)
+            score = scorer.probability(x, anomaly)
+            decision = np.where(score >= self.block_threshold, "block",
+                                np.where(score >= self.review_threshold, "review", "allow"))
+            reasons = scorer.reasons(x, anomaly, decision != "allow")
+            results = [
+                {"score": s, "anomaly_score": a, "decision": d, "reasons": why, "model_version": version}
+                for s, a, d, why in zip(score.tolist(), anomaly.tolist(), decision.tolist(), reasons)
+            ]
+            # Journal first: a transaction counts in the velocity state only once it is durable.
+            book.journal.append_records(records, results)
+        except BaseException:
+            book.state.rollback(undo)
+            raise
+        book.state.commit()
+        book.records.extend(records)
+        for r, result in zip(records, results):
+            book.results[r["txn_id"]] = result
+        self._since_settled += len(records)
+        if self._since_settled >= SETTLE_EVERY:
+            self._since_settled = 0
+            settle_memory(young_only=True)
+        answers = [{"txn_id": r["txn_id"], **result, "duplicate": False} for r, result in zip(records, results)]
+        return answers, batch.frame() if with_features else None
 
     # ---- reading the state ----------------------------------------------------------------------
 
+    def scored_today(self) -> int:
+        return 0 if self.book is None else len(self.book.results)
+
     def customer_view(self, customer_id: str) -> dict | None:
-        """The customer's twin profile and what the day added so far; None for an unknown customer."""
-        book = self.book
-        if book is None:
-            raise NotReady("no twin loaded")
+        """The customer's twin profile and what the day added so far; None for an unknown customer.
+        Raises CustomerNotProcessed for a customer the gate excludes (withdrawn or erased)."""
+        with self._lock:
+            self._follow_consent()
+            book = self.book
+            if book is None:
+                raise NotReady("no twin loaded")
+            if self.gate.excluded([customer_id]):
+                raise CustomerNotProcessed(
+                    f"customer {customer_id!r} is not processed for fraud detection (consent withdrawn, or erased)"
+                )
+            today = [r for r in book.records if r["customer_id"] == customer_id]
         profile = book.index.slice(pl.DataFrame({"customer_id": [customer_id], "counterparty": [None], "device_id": [None]},
                                                 schema={"customer_id": pl.String, "counterparty": pl.String, "device_id": pl.String}))
-        today = book.rows.frame().filter(pl.col("customer_id") == customer_id)
-        if profile.profiles.height == 0 and today.height == 0:
+        if profile.profiles.height == 0 and not today:
             return None
+        last = max((r["ts_us"] for r in today), default=None)
         return {
             "customer_id": customer_id,
             "as_of": book.day.isoformat(),
@@ -183,12 +300,13 @@ class ScoringEngine:
             "counterparties": profile.counterparties.filter(pl.col("customer_id") == customer_id).head(10).to_dicts(),
             "devices": profile.devices.filter(pl.col("customer_id") == customer_id).head(10).to_dicts(),
             "today": {
-                "txn_count": today.height,
-                "amount_sum_paise": int(today.get_column("amount_paise").sum()),
-                "last_ts": today.get_column("ts").max().isoformat() if today.height else None,
+                "txn_count": len(today),
+                "amount_sum_paise": sum(r["amount_paise"] for r in today),
+                "last_ts": None if last is None else (EPOCH + last * MICROSECOND).isoformat(),
             },
         }
 
     def close(self) -> None:
         if self.book is not None:
             self.book.journal.close()
+        gc.unfreeze()  # what was kept out of collection can be freed again

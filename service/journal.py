@@ -8,6 +8,7 @@ replay drops it.
 from __future__ import annotations
 
 import io
+import json
 import os
 from datetime import date
 from pathlib import Path
@@ -44,16 +45,38 @@ class Journal:
         raw = pl.read_ndjson(io.BytesIO(complete), schema={**columns, "ts": pl.Int64})
         return raw.with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC"))
 
+    def append_records(self, records: list[dict], results: list[dict]) -> None:
+        """Request records (TRANSACTION_FIELDS with `ts_us`) and their results, one line each."""
+        lines = []
+        for record, result in zip(records, results):  # the request's rows, one line each
+            line = {name: value for name in TRANSACTION_FIELDS if (value := record.get(name)) is not None}  # absent: null
+            line["ts"] = record["ts_us"]
+            line.update(result)
+            lines.append(json.dumps(line, separators=(",", ":"), allow_nan=False))
+        self._write(("\n".join(lines) + "\n").encode())
+
     def append(self, rows: pl.DataFrame) -> None:
+        """Canonical rows (TRANSACTION_FIELDS, ts timezone-aware) with their RESULT_SCHEMA columns."""
+        self._write(_to_lines(rows))
+
+    def _write(self, data: bytes) -> None:
+        if self._fh is not None and self._replaced():
+            self.close()  # an erasure rewrote the file: append to the new one, not the unlinked old one
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "ab")
             if self._fh.tell() and not self._ends_with_newline():
                 self._fh.write(b"\n")  # close a torn line from before a crash
-        self._fh.write(_to_lines(rows))
+        self._fh.write(data)
         self._fh.flush()
         if self.fsync:
             os.fsync(self._fh.fileno())
+
+    def _replaced(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino != os.fstat(self._fh.fileno()).st_ino
+        except FileNotFoundError:
+            return True
 
     def _ends_with_newline(self) -> bool:
         with open(self.path, "rb") as fh:

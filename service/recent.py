@@ -3,7 +3,8 @@
 Layout under <data_dir>/recent/:
   scores/date=D/batch-NNNNNN.parquet   every scored transaction, once (the ledger)
   alerts/date=D/batch-NNNNNN.parquet   the same batch's rows in the review or block band
-  watermark.json                       per processed partition, the file state last scored
+  watermark.json                       per processed partition, the file state last scored; the
+                                       consent and erasure files' state
 
 The watermark says which partitions need a look (ingest replaces a partition file when rows
 arrive); the ledger says which of their transactions were scored. A run scores the partition's
@@ -11,6 +12,8 @@ transactions missing from the ledger, writes them as one new batch file, then mo
 A crash before the batch file lands loses nothing (the rows are still missing from the ledger); a
 crash after it re-reads the partition and finds nothing new, so no transaction is scored twice or
 skipped. One run at a time per data directory (a file lock); a second one steps aside.
+Customers excluded from fraud detection (finrisk.consent) are left out of every day; when consent
+changes, every partition is looked at again, so a customer who grants consent again is scored.
 """
 from __future__ import annotations
 
@@ -19,12 +22,15 @@ import os
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
 from features.twin import twin_dates, read_twin
+from finrisk.consent import consent_inputs, honour_consent
 from finrisk.io import DataLayout, ExclusiveLock, write_parquet_atomic
 from finrisk.sensitive import with_sensitive
+from service.consent_gate import PURPOSE
 from service.scoring import TRANSACTION_FIELDS, online_scores
 
 LEDGER_COLUMNS = (
@@ -65,6 +71,7 @@ class RecentLayout:
 class RecentRun:
     scored: dict[str, int] = field(default_factory=dict)  # day -> transactions scored this run
     waiting: list[str] = field(default_factory=list)  # days with new rows but no twin yet
+    not_processed: dict[str, int] = field(default_factory=dict)  # day -> new rows of customers not to be processed
     alerts: pl.DataFrame | None = None  # this run's alerts, highest score first
     model_version: int | None = None
 
@@ -124,17 +131,27 @@ def _day_rows(layout: DataLayout, day: str) -> pl.DataFrame:
     return rows.select(c for c in TRANSACTION_FIELDS if c in present).collect()
 
 
+class DayScores(NamedTuple):
+    scored: pl.DataFrame  # the transactions scored now (LEDGER_COLUMNS + scored_at)
+    not_processed: int  # new transactions of customers not to be processed (finrisk.consent)
+
+
 def score_day(
     data_dir: Path, day: str, champion: tuple, review_threshold: float, block_threshold: float,
-    labels: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """Score the day's transactions not in the ledger yet; returns them (empty when none)."""
+    labels: pl.DataFrame | None = None, consent_required: bool = False, key: bytes | None = None,
+) -> DayScores:
+    """Score the day's transactions not in the ledger yet. Customers whom `finrisk.consent` excludes
+    from fraud detection (withdrawn, erased) are left out of the day entirely, as the batch path
+    leaves them out: neither scored nor seen by anyone else's features."""
     layout, recent = DataLayout(Path(data_dir)), RecentLayout(Path(data_dir))
     repair_alerts(recent, day)
-    rows = _day_rows(layout, day)
-    new = rows.join(pl.DataFrame({"txn_id": scored_ids(recent, day)}), on="txn_id", how="anti")
+    every = _day_rows(layout, day)
+    rows = honour_consent(every, layout, PURPOSE, consent_required, key)
+    ledger = pl.DataFrame({"txn_id": scored_ids(recent, day)})
+    new = rows.join(ledger, on="txn_id", how="anti")
+    refused = every.join(ledger, on="txn_id", how="anti").height - new.height
     if new.height == 0:
-        return new
+        return DayScores(new, refused)
     twin = read_twin(Path(data_dir), date.fromisoformat(day))
     scored = online_scores(
         twin, rows, new.get_column("txn_id"), champion, review_threshold, block_threshold, labels
@@ -142,12 +159,12 @@ def score_day(
     name = f"batch-{len(recent.batches(recent.scores, day)) + 1:06d}.parquet"
     write_parquet_atomic(scored, recent.scores / f"date={day}" / name)  # the ledger entry: from here on, scored
     write_parquet_atomic(alerts_of(scored), recent.alerts / f"date={day}" / name)
-    return scored
+    return DayScores(scored, refused)
 
 
 def score_recent(
     data_dir: Path, champion: tuple, review_threshold: float, block_threshold: float,
-    labels: pl.DataFrame | None = None,
+    labels: pl.DataFrame | None = None, consent_required: bool = False, key: bytes | None = None,
 ) -> RecentRun:
     """Score what arrived since the last run, day by day; raises RunInProgress if a run is going on."""
     layout, recent = DataLayout(Path(data_dir)), RecentLayout(Path(data_dir))
@@ -156,6 +173,10 @@ def score_recent(
     with ExclusiveLock(recent.root / ".lock", lambda: RunInProgress(busy)):
         watermark = read_watermark(recent)
         seen = watermark.setdefault("partitions", {})
+        # A consent change (a grant again) can make rows of an unchanged partition scorable: look at all.
+        consent = [_file_state(p) for p in consent_inputs(layout)]
+        if watermark.get("consent") != consent:
+            seen.clear()
         served = {d.isoformat() for d in twin_dates(Path(data_dir))}
         found = []
         for day, state in partition_states(layout).items():  # state taken before reading: a later change is seen next run
@@ -164,12 +185,27 @@ def score_recent(
             if day not in served:
                 run.waiting.append(day)
                 continue
-            scored = score_day(data_dir, day, champion, review_threshold, block_threshold, labels)
+            scored, refused = score_day(
+                data_dir, day, champion, review_threshold, block_threshold, labels, consent_required, key
+            )
             run.scored[day] = scored.height
+            if refused:
+                run.not_processed[day] = refused
             if scored.height:
                 found.append(alerts_of(scored))
             seen[day] = state
             watermark["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             _write_watermark(recent, watermark)
+        if watermark.get("consent") != consent:  # every partition was looked at under this consent state
+            watermark["consent"] = consent
+            _write_watermark(recent, watermark)
     run.alerts = pl.concat(found).sort("score", descending=True) if found else None
     return run
+
+
+def _file_state(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns]

@@ -40,7 +40,7 @@ class Transaction(BaseModel):
     ifsc: Annotated[str, Field(pattern=r"^[A-Z]{4}0[A-Z0-9]{6}$")] | None = None
 
 
-Decision = Literal["allow", "review", "block"]
+Decision = Literal["allow", "review", "block", "not_processed"]
 
 
 def batch_request(max_batch: int) -> type[BaseModel]:
@@ -54,11 +54,14 @@ def batch_request(max_batch: int) -> type[BaseModel]:
 
 class ScoreResult(BaseModel):
     txn_id: str
-    score: float = Field(description="Probability of fraud from the champion model, 0..1.")
-    anomaly_score: float = Field(description="Anomaly ensemble rank, 0..1 (1 = most unusual).")
-    decision: Decision = Field(description="allow / review / block, from the configured thresholds.")
+    score: float | None = Field(description="Probability of fraud from the champion model, 0..1; null when not processed.")
+    anomaly_score: float | None = Field(description="Anomaly ensemble rank, 0..1 (1 = most unusual); null when not processed.")
+    decision: Decision = Field(
+        description="allow / review / block, from the configured thresholds; not_processed when the customer "
+        "withdrew consent for fraud detection or was erased (nothing of the transaction is kept)."
+    )
     reasons: list[str] = Field(description="Features that raised the score most, with their values.")
-    model_version: int = Field(description="Registered version of the model that scored it.")
+    model_version: int | None = Field(description="Registered version of the model that scored it; null when not processed.")
     duplicate: bool = Field(description="True when this txn_id was scored before: the first result is returned.")
 
 

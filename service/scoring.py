@@ -1,8 +1,10 @@
-"""Scoring on the online feature path, shared by the service and the `score_recent` flow.
+"""Scoring on the online feature path: what the service and the `score_recent` flow share.
 
-Features come from `features.online.online_features` (the twin plus the day's transactions), so
-both give the same numbers as the batch pipeline; the champion turns them into a fraud score, an
-anomaly score and reason codes, and the thresholds into a decision band.
+`score_recent` scores a day's new transactions with `features.online.online_features` (the twin
+plus the day's transactions, every family run once over them); the service keeps the same features
+incrementally (`features.online_state`, through service.engine). Both give the batch pipeline's
+numbers; the champion turns them into a fraud score, an anomaly score and reason codes, and the
+thresholds into a decision band.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
     "model_version": pl.Int64,
 }
 DECISIONS = ("allow", "review", "block")
+# The answer for a customer whose data may not be processed for fraud detection (consent withdrawn,
+# or erased): `honour_consent` drops such rows rather than failing, so the service answers each one
+# on its own, with no score, and a batch with one such customer still gets every other result.
+NOT_PROCESSED = "not_processed"
 
 
 def decision_band(score: pl.Expr, review_threshold: float, block_threshold: float) -> pl.Expr:

@@ -1,10 +1,7 @@
-"""The part of a twin one request's features can read, found by key instead of by scanning.
+"""The twin's rows of one customer, found by key instead of by scanning (the customer view).
 
-`features.online.online_features` keeps, from the twin's recent events and the day's rows, only the
-rows of the scored transactions' customers, counterparties and devices, and looks the twin's
-running totals up by the same keys. For one transaction that is a few hundred rows out of millions:
-this index numbers the rows of each table by key once, so a request gathers its slice directly and
-the feature definitions run unchanged on a small twin.
+The index numbers the rows of each twin table by customer, counterparty and device once, so a
+request gathers its customer's rows directly out of tables of millions of rows.
 """
 from __future__ import annotations
 
@@ -93,14 +90,3 @@ class TwinIndex:
             recent=recent,
             label_events=twin.label_events,
         )
-
-
-def related_rows(day_rows: pl.DataFrame, transactions: pl.DataFrame) -> pl.DataFrame:
-    """The day's rows that share a customer, counterparty or device with the transactions (the same
-    rule `online_features` applies to the context, applied first so it runs on a small frame)."""
-    keep = pl.col("customer_id").is_in(transactions.get_column("customer_id").unique().implode())
-    for column in ("counterparty", "device_id"):
-        values = transactions.get_column(column).drop_nulls().unique()
-        if values.len():
-            keep = keep | pl.col(column).is_in(values.implode())
-    return day_rows.filter(keep)

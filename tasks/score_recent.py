@@ -24,11 +24,17 @@ def score_recent_task(data_dir: Path, model_name: str | None = None) -> dict:
     champion = load_champion(model_name, settings.champion_alias)
     layout = DataLayout(Path(data_dir))
     labels = pl.read_parquet(layout.labels) if layout.labels.exists() else None
+    key = settings.pseudonym_key.get_secret_value().encode() if settings.pseudonym_key else None
     try:
-        run = score_recent(Path(data_dir), champion, settings.review_threshold, settings.block_threshold, labels)
+        run = score_recent(
+            Path(data_dir), champion, settings.review_threshold, settings.block_threshold, labels,
+            settings.consent_required, key,
+        )
     except RunInProgress as exc:  # runs every minute: an overlapping run steps aside
         logger.info("skipped: %s", exc)
         return {"skipped": True, "reason": str(exc), "scored": 0}
+    if run.not_processed:
+        logger.info("not processed (consent withdrawn or customer erased): %s", run.not_processed)
     if run.waiting:
         logger.info("%d day(s) with new rows but no twin to score them on (latest: %s)", len(run.waiting), run.waiting[-1])
     alerts = 0 if run.alerts is None else run.alerts.height
@@ -44,4 +50,5 @@ def score_recent_task(data_dir: Path, model_name: str | None = None) -> dict:
             description=f"Top alerts of this run (model version {run.model_version})",
         )
     return {"skipped": False, "scored": run.total, "by_day": run.scored, "alerts": alerts,
-            "waiting_days": run.waiting, "model_version": run.model_version}
+            "waiting_days": run.waiting, "not_processed": sum(run.not_processed.values()),
+            "model_version": run.model_version}

@@ -17,7 +17,10 @@ from typer.testing import CliRunner
 from finrisk.cli_ops import register, serve_deployments
 from finrisk.io import DataLayout, scan_partitioned
 from finrisk.synthetic import generate
-from flows.deployments import AD_HOC_FLOWS, NIGHTLY_CRON, SCHEDULED, ad_hoc_name, build_deployments
+from flows.deployments import (
+    AD_HOC_FLOWS, NIGHTLY_CRON, SCHEDULED, SCORE_RECENT, ScoreRecentParams, ad_hoc_name, build_deployments,
+    score_recent_deployment,
+)
 from flows.params import ScoreRangeParams, TrainWindowParams
 
 
@@ -62,6 +65,32 @@ def test_deploy_registers_the_nightly_schedule_and_every_sub_flow(registered):
         assert deployment.enforce_parameter_schema
         assert deployment.parameters["params"]["data_dir"] == str(data_dir)
         assert f"{entry.name}/{ad_hoc_name(entry)}" in output
+
+
+def test_score_recent_is_registered_every_minute(registered):
+    data_dir, output = registered
+    deployment = _read(f"finrisk-score-recent/{SCORE_RECENT}")
+    [schedule] = deployment.schedules
+    assert schedule.active
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("* * * * *", "Asia/Kolkata")
+    assert deployment.global_concurrency_limit.limit == 1
+    assert deployment.concurrency_options.collision_strategy == "CANCEL_NEW"  # an overlapping minute is dropped
+    assert deployment.parameters["params"] == {"data_dir": str(data_dir), "model_name": None}
+    assert deployment.entrypoint == "flows.deployments.score_recent_deployment"
+    assert deployment.enforce_parameter_schema
+    assert f"finrisk-score-recent/{SCORE_RECENT}" in output and "* * * * * Asia/Kolkata" in output
+
+
+def test_score_recent_parameters_validate(tmp_path):
+    [deployment] = [d for d in build_deployments(tmp_path) if d.name == SCORE_RECENT]
+    validated = score_recent_deployment.validate_parameters(deployment.parameters)["params"]
+    assert validated == ScoreRecentParams(data_dir=tmp_path.resolve())
+    named = score_recent_deployment.validate_parameters({"params": {"data_dir": str(tmp_path), "model_name": "m"}})
+    assert named["params"].model_name == "m"
+    with pytest.raises(ValidationError, match="model_nam"):
+        ScoreRecentParams(data_dir=tmp_path, model_nam="m")  # a misspelt field is refused
+    with pytest.raises(ValidationError, match="at least 1 character"):
+        ScoreRecentParams(data_dir=tmp_path, model_name="")
 
 
 def test_forms_have_typed_fields(registered):

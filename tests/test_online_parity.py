@@ -81,3 +81,107 @@ def test_the_twin_serves_only_its_own_day(dataset):
     twin = build_twin(tx, START + timedelta(days=20), labels, DELAY_DAYS)
     with pytest.raises(FeatureInputError, match="serves transactions of that day only"):
         online_features(twin, _day(tx, START + timedelta(days=21)))
+
+
+# ---- the incremental online state (features.online_state), as the scoring service keeps it ----------
+
+
+def _state_twin(dataset, tmp_path, offset: int):
+    from features.online_state import OnlineState
+
+    data, tx, labels, batch = dataset
+    day = START + timedelta(days=offset)
+    write_twin(build_twin(tx, day, labels, DELAY_DAYS), tmp_path)
+    twin = read_twin(tmp_path, day)
+    return OnlineState(twin), _day(tx, day).drop("date").sort("ts", "txn_id"), batch.filter(pl.col("date") == day)
+
+
+@pytest.mark.parametrize("offset", [3, 35])
+def test_the_online_state_equals_batch_whole_day_and_one_by_one(dataset, tmp_path, offset):
+    state, today, expected = _state_twin(dataset, tmp_path, offset)
+    whole = state.fork()
+    features, _ = whole.stage(today)
+    assert_same_features(expected, features.frame())
+    singles = []
+    for i in range(today.height):  # as a payment switch sends them
+        features, _ = state.stage(today.slice(i, 1))
+        state.commit()
+        singles.append(features.frame())
+    assert_same_features(expected, pl.concat(singles))
+
+
+def test_the_online_state_with_late_arrivals_equals_the_family_code(dataset, tmp_path):
+    """Every other transaction arrives first, the rest later: each chunk's features must be what the
+    families give for the transactions that had arrived by then (a late one changes what later ones
+    see: the "unusually large" flags of the customer's later transactions, a pair's first contact)."""
+    state, today, _ = _state_twin(dataset, tmp_path, 30)
+    numbered = today.with_row_index("_n")
+    late_order = pl.concat([numbered.filter(pl.col("_n") % 2 == 1), numbered.filter(pl.col("_n") % 2 == 0)]).drop("_n")
+    arrived = late_order.clear()
+    for start in range(0, late_order.height, 40):
+        chunk = late_order.slice(start, 40)
+        arrived = pl.concat([arrived, chunk])
+        features, _ = state.stage(chunk)
+        state.commit()
+        expected = online_features(state.twin, arrived, chunk.get_column("txn_id").to_list())
+        assert_same_features(expected, features.frame())
+
+
+def test_a_rolled_back_batch_leaves_no_trace(dataset, tmp_path):
+    state, today, expected = _state_twin(dataset, tmp_path, 20)
+    first, rest = today.head(50), today.slice(50)
+    state.stage(first)
+    state.commit()
+    _, undo = state.stage(rest.head(30))
+    state.rollback(undo)  # e.g. the journal could not be written
+    features, _ = state.stage(rest)
+    assert_same_features(expected.filter(pl.col("txn_id").is_in(rest.get_column("txn_id").implode())), features.frame())
+
+
+def test_the_online_state_refuses_another_day(dataset, tmp_path):
+    state, today, _ = _state_twin(dataset, tmp_path, 20)
+    data, tx, labels, batch = dataset
+    with pytest.raises(FeatureInputError, match="serves transactions of that day only"):
+        state.stage(_day(tx, START + timedelta(days=21)).drop("date"))
+    features, _ = state.stage(today.head(3))  # the refused batch left nothing behind
+    assert features.frame().height == 3
+
+
+def test_a_late_transaction_changes_what_later_ones_see(dataset, tmp_path):
+    """Made-up arrivals on a real twin: a customer's earlier transaction arrives after a later one,
+    which makes the later one "unusually large" (enough history now), and a customer x merchant pair's
+    first contact moves earlier. What a transaction arriving after that sees must be what the
+    families give for the same arrivals."""
+    state, today, _ = _state_twin(dataset, tmp_path, 20)
+    twin = state.twin
+    young = twin.profiles.filter(pl.col("txn_count").is_between(5, 19)).sort("customer_id").row(0, named=True)
+    template = today.head(1)
+    t0 = twin.as_of
+    from datetime import datetime, time, timezone
+
+    start = datetime.combine(t0, time(4, 0), timezone.utc)
+
+    def row(n: int, customer: str, minutes: int, paise: int, counterparty: str) -> pl.DataFrame:
+        return template.with_columns(
+            pl.lit(f"LATE{n:03d}").alias("txn_id"), pl.lit(customer).alias("customer_id"),
+            pl.lit(start + timedelta(minutes=minutes)).dt.cast_time_unit("us").alias("ts"),
+            pl.lit(paise, pl.Int64).alias("amount_paise"), pl.lit(counterparty).alias("counterparty"),
+        )
+
+    other = twin.profiles.filter(pl.col("customer_id") != young["customer_id"]).get_column("customer_id")[0]
+    fill = [row(i, young["customer_id"], 10 + i, 10_000, "M-FRESH-A") for i in range(19 - young["txn_count"])]
+    big = row(100, young["customer_id"], 120, 10_000_000_00, "M-FRESH-B")  # n = 19 before it: not yet "large"
+    late = row(101, young["customer_id"], 60, 10_000, "M-FRESH-B")  # earlier, arrives later: n = 20 for `big`
+    after = [row(102, young["customer_id"], 180, 10_000, "M-FRESH-C"), row(103, other, 200, 10_000, "M-FRESH-B")]
+    arrived = pl.concat([*fill, big])
+    state.stage(arrived)
+    state.commit()
+    for chunk in (late, pl.concat(after)):
+        arrived = pl.concat([arrived, chunk])
+        features, _ = state.stage(chunk)
+        state.commit()
+        expected = online_features(twin, arrived, chunk.get_column("txn_id").to_list())
+        assert_same_features(expected, features.frame())
+    seen = features.frame().sort("txn_id")
+    assert seen.get_column("large_amount_count_7d").to_list()[0] >= 1  # the flag `late` gave `big`
+    assert seen.get_column("merchant_fan_in").to_list()[1] >= 1  # one first contact with M-FRESH-B, not two

@@ -119,3 +119,26 @@ def test_days_without_a_twin_wait(prefect_harness, thresholds, arriving, scoring
     write_parquet_atomic(before, layout.partition(layout.transactions, DAY.replace(day=DAY.day - 1).isoformat()))
     result = run(data)
     assert result["scored"] == 0 and result["waiting_days"] == [DAY.replace(day=DAY.day - 1).isoformat()]
+
+
+def test_customers_excluded_by_consent_are_left_out_until_they_grant_again(prefect_harness, thresholds, arriving):
+    from datetime import datetime, timezone
+
+    from finrisk.consent import record_consent
+
+    data, rows, land = arriving
+    land(120)
+    landed = rows.head(120)
+    withdrawn = landed.group_by("customer_id").len().sort("len", "customer_id", descending=[True, False]).item(0, 0)
+    theirs = landed.filter(pl.col("customer_id") == withdrawn).get_column("txn_id")
+    layout = DataLayout(data)
+    record_consent(layout, withdrawn, "fraud_detection", "withdraw", datetime.now(timezone.utc), "test")
+    first = run(data)
+    assert first["scored"] == 120 - theirs.len() and first["not_processed"] == theirs.len() >= 2
+    assert not ledger(data).get_column("txn_id").is_in(theirs.implode()).any()
+    assert run(data)["scored"] == 0  # nothing changed: nothing looked at
+    record_consent(layout, withdrawn, "fraud_detection", "grant", datetime.now(timezone.utc), "test")
+    again = run(data)  # the partition did not change, the consent did
+    assert again["scored"] == theirs.len() and again["not_processed"] == 0
+    scored = ledger(data)
+    assert scored.height == 120 == scored.get_column("txn_id").n_unique()

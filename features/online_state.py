@@ -1,0 +1,779 @@
+"""The online path, kept incrementally: features of a day's new transactions from the twin and the
+transactions already seen that day, without running the feature families again for each call.
+
+`features.online.online_features` runs every family over the twin's recent events and the day so
+far; for one transaction that is a few hundred small queries. This state holds what those families
+read, per entity, in sorted arrays (features.online_store): the twin's running totals by entity
+code, the rows that time windows reach (the twin's recent events and the day's rows), the first
+contacts of new customer x counterparty and customer x device pairs, and the fraud labels by when
+they became usable. A batch of new transactions is added, and every catalogue feature of each of
+them is then the family's own arithmetic on what these arrays hold before its instant, for all rows
+of the batch at once. The declarations (catalogue, windows, thresholds, helpers) are the families'
+own; tests/test_online_parity.py checks every feature against the batch path, transaction by
+transaction and in batches.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+import polars as pl
+
+from features import basic
+from features.catalogue import CATALOGUE
+from features.context import LABELS_FIELD
+from features.device_place import IMPOSSIBLE_MIN_KM, IMPOSSIBLE_SPEED_KMH, MIN_TRAVEL_HOURS, haversine_km
+from features.inputs import FEATURE_FIELDS, REQUIRED_FIELDS, FeatureInputError, business_offset_ms
+from features.merchant import HIGH_AMOUNT_PERCENTILE, KNOWN_RISK_WINDOW, RISK_WINDOWS, label_events
+from features.online_store import Events, Gathered, IntMap, KeySpace, Rows
+from features.spec import DAY_MS, HOUR_MS, WINDOW_MS
+from features.timing import SALARY_RECENT_DAYS
+from features.twin import Twin
+from features.velocity import (
+    AMOUNT_BUCKETS, LARGE_MIN_HISTORY, LARGE_PERCENTILE, MIN_LOG_STD, _bucket_position, amount_bucket,
+)
+from finrisk.schema import CHANNELS
+
+RISK_MS = {"1d": DAY_MS, "7d": WINDOW_MS["7d"], "30d": WINDOW_MS["30d"]}  # as features.merchant
+NEVER = np.iinfo(np.int64).max
+WINDOWS = tuple(WINDOW_MS)
+WINDOW_COLUMNS = ("row_id", "ms", "paise", "inflow", "net")  # what the windows sum
+DAY_COLUMNS = (  # what the day's earlier rows give besides
+    "ms", "ts_us", "paise", "sin", "cos", "hour", "weekday", "night", "x", "x2", "bucket", "salary", "city", "state",
+    "lat", "lon", "counterparty", "device",
+)
+WINDOW_LIMITS = np.array([WINDOW_MS[w] for w in WINDOWS])
+PAIR_BITS = 32  # (customer, counterparty or device) pairs as one int64: customer code << 32 | other code
+# The twin's running totals per customer that the families read (features.twin._profiles).
+CUSTOMER_TOTALS = (
+    "txn_count", "hour_sin_sum", "hour_cos_sum", "night_count", "log_amount_sum", "log_amount_sq_sum",
+    "amount_sum_paise", "device_count", "last_ms", "last_salary_ms", "last_lat", "last_lon", "last_geo_ms",
+    "last_city", "last_state",
+)
+TOTAL_DEFAULTS = np.array([np.nan if name.startswith("last_") else 0.0 for name in CUSTOMER_TOTALS])
+TOTAL_DEFAULTS[[CUSTOMER_TOTALS.index("last_city"), CUSTOMER_TOTALS.index("last_state")]] = -1
+
+
+CHANNEL_CODES = {channel: code for code, channel in enumerate(CHANNELS)}  # as features.basic numbers them
+
+
+@lru_cache(maxsize=None)
+def _mcc_group_code(mcc: str | None) -> float:
+    """features.basic's merchant category group code (NaN without an MCC)."""
+    group = basic._group_of(mcc)
+    return np.nan if group is None else float(MCC_CODES[group])
+
+
+MCC_CODES = {name: code for code, name in enumerate([*basic.MCC_GROUP_NAMES, "other"])}
+
+
+class _Columns:
+    """Column access to a Polars frame or a dict of lists, without a query per column."""
+
+    def __init__(self, tx):
+        self.frame = tx if isinstance(tx, pl.DataFrame) else None
+        self.tx = tx
+        self.n = tx.height if self.frame is not None else len(tx["txn_id"])
+
+    def strings(self, name: str) -> list:
+        if self.frame is not None:
+            return self.frame.get_column(name).to_list() if name in self.frame.columns else [None] * self.n
+        return list(self.tx.get(name) or [None] * self.n)
+
+    def numbers(self, name: str, dtype=np.float64) -> np.ndarray:
+        if self.frame is not None:
+            if name not in self.frame.columns:
+                return np.full(self.n, np.nan)
+            values = self.frame.get_column(name)
+            return (values.to_numpy() if values.null_count() == 0 else values.cast(pl.Float64).fill_null(np.nan).to_numpy()).astype(dtype)
+        values = self.tx.get(name) or [None] * self.n
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64).astype(dtype)
+
+    def ts_us(self) -> np.ndarray:
+        """Epoch microseconds (UTC) of a timezone-aware `ts`."""
+        if self.frame is not None:
+            ts = self.frame.get_column("ts")
+            if not isinstance(ts.dtype, pl.Datetime) or ts.dtype.time_zone is None:
+                raise FeatureInputError(f"column ts must be a timezone-aware datetime, got {ts.dtype}")
+            return ts.to_numpy().astype("datetime64[us]").astype(np.int64)
+        return np.array(self.tx["ts_us"], dtype=np.int64)
+
+
+class Codes:
+    """Dense integer codes for strings, new ones numbered as they come (None -> -1)."""
+
+    def __init__(self):
+        self.index: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def encode(self, values: list) -> np.ndarray:
+        index = self.index
+        return np.fromiter(
+            (-1 if v is None else index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values)
+        )
+
+
+def _stacked(columns: list) -> np.ndarray:
+    """Equal-length columns side by side, as float64 (np.column_stack, at a fraction of its cost)."""
+    return np.array(columns, dtype=np.float64).T
+
+
+def _ordered(values: list, order: np.ndarray) -> list:
+    if len(values) < 2 or (order[1:] > order[:-1]).all():
+        return values
+    return [values[i] for i in order.tolist()]
+
+
+def _column(frame: pl.DataFrame, name: str, dtype=np.float64, fill=np.nan) -> np.ndarray:
+    return frame.get_column(name).cast(pl.Float64).fill_null(fill).to_numpy().astype(dtype)
+
+
+def _lookup(values: np.ndarray, codes: np.ndarray, default: float) -> np.ndarray:
+    """values[code] where the twin knows the entity (codes below its size), else default; NaN -> default."""
+    known = (codes >= 0) & (codes < len(values))
+    out = np.full(len(codes), default, dtype=np.float64)
+    out[known] = values[codes[known]]
+    return np.where(np.isnan(out), default, out)
+
+
+def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    return np.where(whole > 0, part / np.where(whole > 0, whole, 1), np.nan)
+
+
+class _Segments:
+    """Reductions per segment of an array sorted by segment (each row's window)."""
+
+    def __init__(self, segment: np.ndarray, k: int):
+        self.k = k
+        starts = np.searchsorted(segment, np.arange(k))
+        stops = np.append(starts[1:], len(segment))
+        self.present = stops > starts
+        self.starts = starts[self.present]
+
+    def _reduce(self, ufunc, values: np.ndarray, fill) -> np.ndarray:
+        out = np.full((self.k, *values.shape[1:]), fill, dtype=np.float64)
+        if len(self.starts):
+            out[self.present] = ufunc.reduceat(values, self.starts, axis=0)
+        return out
+
+    def sums(self, values: np.ndarray) -> np.ndarray:
+        return self._reduce(np.add, values.astype(np.float64), 0.0)
+
+    def min(self, values: np.ndarray, fill) -> np.ndarray:
+        return self._reduce(np.minimum, values, fill)
+
+    def max(self, values: np.ndarray, fill) -> np.ndarray:
+        return self._reduce(np.maximum, values, fill)
+
+
+def _pick(values: np.ndarray, at: np.ndarray, missing=np.nan) -> np.ndarray:
+    return np.where(at >= 0, values[np.maximum(at, 0)] if len(values) else missing, missing)
+
+
+@dataclass
+class Batch:
+    """Features of one batch of new transactions, in the order they were given."""
+
+    txn_ids: list[str]
+    values: dict[str, np.ndarray]  # by feature name, in time order; NaN for null
+    order: np.ndarray  # input position -> time-order position
+    fields: frozenset[str]
+
+    def matrix(self, columns: tuple[str, ...]) -> np.ndarray:
+        """The model's float64 inputs: each feature as its dtype holds it, null as NaN."""
+        available = _available(self.fields)
+        nothing = np.full(len(self.order), np.nan)
+        out = _stacked([self.values[name] if name in available and name in self.values else nothing for name in columns])
+        single = [j for j, name in enumerate(columns) if RETURNED_DTYPES.get(name) == pl.Float32]
+        out[:, single] = out[:, single].astype(np.float32)
+        return out[self.order]
+
+    def frame(self) -> pl.DataFrame:
+        """txn_id and every catalogue feature, with the declared dtypes (as compute_features gives them)."""
+        columns = [pl.Series("txn_id", np.asarray(self.txn_ids, dtype=object)[self.order].tolist(), dtype=pl.String)]
+        available = _available(self.fields)
+        for f in CATALOGUE:
+            if f.name in available and f.name in self.values:
+                values = np.asarray(self.values[f.name])[self.order]
+                columns.append(pl.Series(f.name, values, nan_to_null=values.dtype.kind == "f").cast(
+                    RETURNED_DTYPES[f.name], strict=False))
+            else:
+                columns.append(pl.Series(f.name, [None] * len(self.order), dtype=f.dtype))
+        return pl.DataFrame(columns)
+
+
+BY_NAME = {f.name: f for f in CATALOGUE}
+
+
+@lru_cache(maxsize=64)
+def _available(fields: frozenset[str]) -> frozenset[str]:
+    return frozenset(f.name for f in CATALOGUE if f.available(fields))
+
+# features.basic returns the log amount as computed (Float64); every other feature has its declared dtype.
+RETURNED_DTYPES = {f.name: (pl.Float64 if f.name == "amount_rupees_log" else f.dtype) for f in CATALOGUE}
+
+
+@dataclass
+class Undo:
+    parts: dict
+
+
+class OnlineState:
+    """The features of the twin's day, transaction by transaction, from per-entity state.
+
+    `stage(rows)` adds new transactions of the day and returns their features; `commit()` keeps
+    them, `rollback(undo)` puts the state back as it was before (e.g. when the journal write failed).
+    """
+
+    def __init__(self, twin: Twin, labels: pl.DataFrame | None = None):
+        self.twin = twin
+        self.since = twin.since_ms
+        self.delay_ms = int(timedelta(days=twin.label_delay_days).total_seconds() * 1000)
+        # Asia/Kolkata keeps one UTC offset: local time is integer arithmetic, as features.timing does it.
+        self.offset_ms = business_offset_ms(self.since, self.since + DAY_MS - 1)
+        if self.offset_ms is None:
+            raise FeatureInputError("the business time zone changes its UTC offset during the day")
+        self.extra_labels = labels if labels is not None and twin.label_delay_days < 1 else None
+        known = twin.label_events if twin.meta.get("labels") is not None else None
+        self.has_labels = known is not None or self.extra_labels is not None
+        self.fields = twin.fields | ({LABELS_FIELD} if self.has_labels else set())
+        self.customers, self.counterparties, self.devices = Codes(), Codes(), Codes()
+        self.cities, self.states = Codes(), Codes()
+        self._row_ids = 0
+        self._load_totals(twin)
+        lookback_ms = (int(twin.meta.get("lookback_days") or 0) + 1) * DAY_MS
+        first_label = int(known.get_column("available_ms").min()) if known is not None and known.height else self.since
+        self.keys = KeySpace(min(self.since - lookback_ms, first_label) - 1, self.since + DAY_MS)
+        recent = twin.recent.with_columns(pl.col("ts").dt.epoch("ms").alias("_ms"))
+        self._load_rows(recent)
+        self._load_labels(known, recent)
+        self.pair_first, self.device_pair_first = IntMap(), IntMap()
+        self.cp_openings, self.device_openings, self.customer_device_openings = Events(), Events(), Events()
+        self.keys.check(max(len(self.customers), len(self.counterparties), len(self.devices)))
+
+    # ---- the twin ------------------------------------------------------------------------------
+
+    def _load_totals(self, twin: Twin) -> None:
+        """The twin's running totals as arrays by entity code (the twin's entities are numbered first)."""
+        p = twin.profiles
+        self.customers.encode(p.get_column("customer_id").to_list())
+        p = p.with_columns(  # places as codes, compared as integers
+            pl.Series("last_city", self.cities.encode(p.get_column("last_city").to_list())).replace(-1, None),
+            pl.Series("last_state", self.states.encode(p.get_column("last_state").to_list())).replace(-1, None),
+        )
+        scalars = np.column_stack([_column(p, name) for name in CUSTOMER_TOTALS]) if p.height else np.zeros((0, len(CUSTOMER_TOTALS)))
+        self.c_scalars = np.where(np.isnan(scalars), TOTAL_DEFAULTS, scalars)
+        self.c_total = {}
+        for name, width in (("hour_counts", 24), ("weekday_counts", 7), ("amount_hist", AMOUNT_BUCKETS)):
+            filled = p.select(pl.col(name).fill_null(pl.lit([0] * width, dtype=pl.List(pl.Int64))).list.to_array(width))
+            self.c_total[name] = filled.to_series().to_numpy().astype(np.int64).reshape(p.height, width)
+        self.c_total["amount_hist_below"] = np.cumsum(self.c_total["amount_hist"], axis=1)
+
+        pairs = twin.counterparties
+        self.counterparties.encode(pairs.get_column("counterparty").unique(maintain_order=True).to_list())
+        pc = self.customers.encode(pairs.get_column("customer_id").to_list())
+        pm = self.counterparties.encode(pairs.get_column("counterparty").to_list())
+        self.cp_fan_in = np.bincount(pm, minlength=len(self.counterparties)).astype(np.float64)
+        self.pair_index = IntMap.build((pc << PAIR_BITS) | pm, np.arange(pairs.height))
+        self.pair_total = {name: _column(pairs, name) for name in ("txn_count", "first_ms", "amount_sum_paise")}
+
+        devices = twin.devices
+        self.devices.encode(devices.get_column("device_id").unique(maintain_order=True).to_list())
+        dc = self.customers.encode(devices.get_column("customer_id").to_list())
+        dd = self.devices.encode(devices.get_column("device_id").to_list())
+        self.device_customers = np.bincount(dd, minlength=len(self.devices)).astype(np.float64)
+        self.device_pair_index = IntMap.build((dc << PAIR_BITS) | dd, np.arange(devices.height))
+        self.device_pair_count = _column(devices, "txn_count")
+
+    def _load_rows(self, recent: pl.DataFrame) -> None:
+        """The twin's recent events: what the windows reach back to before the day."""
+        n = recent.height
+        c = self.customers.encode(recent.get_column("customer_id").to_list())
+        m = self.counterparties.encode(recent.get_column("counterparty").to_list())
+        d = self.devices.encode(recent.get_column("device_id").to_list())
+        ms = recent.get_column("_ms").to_numpy()
+        paise = recent.get_column("amount_paise").to_numpy().astype(np.int64)
+        direction = recent.get_column("direction")
+        credit = direction.eq("CREDIT").fill_null(False).to_numpy().astype(np.int64)
+        debit = direction.eq("DEBIT").fill_null(False).to_numpy().astype(np.int64)
+        zeros = np.zeros(n)
+        ids = self._new_ids(n)
+        numbers = {
+            "row_id": ids, "ms": ms, "ts_us": recent.get_column("ts").dt.epoch("us").to_numpy(), "paise": paise,
+            "inflow": paise * credit, "net": paise * (credit - debit),
+            # The rest is read only for the day's rows (the twin's totals cover everything before).
+            "sin": zeros, "cos": zeros, "hour": zeros, "weekday": zeros, "night": zeros, "x": zeros, "x2": zeros,
+            "bucket": zeros, "salary": zeros, "city": zeros - 1, "state": zeros - 1, "lat": zeros + np.nan,
+            "lon": zeros + np.nan, "counterparty": m, "device": d,
+        }
+        others = {"txn": recent.get_column("txn_id").to_numpy().astype(object),
+                  "large": recent.get_column("_large").fill_null(0).to_numpy().astype(np.int64)}
+        self.customer_rows = Rows.build(self.keys.key(c, ms), numbers, others)
+        has_m = m >= 0
+        self.counterparty_rows = Rows.build(self.keys.key(m[has_m], ms[has_m]), {})
+
+    def _load_labels(self, known: pl.DataFrame | None, recent: pl.DataFrame) -> None:
+        self.cp_labels, self.customer_labels = Events(), Events()
+        self._label_triples = None
+        events = known
+        if self.extra_labels is not None:  # as online_features: the twin's labels and these, each once
+            extra = label_events(recent, self.extra_labels, self.twin.label_delay_days)
+            events = extra if events is None else pl.concat([events, extra]).unique()
+            self._label_triples = set(events.iter_rows())
+        if events is not None:
+            self._add_label_events(events)
+
+    def _add_label_events(self, events: pl.DataFrame) -> None:
+        events = events.filter(pl.col("available_ms") < self.keys.end_ms)  # later ones are for later days
+        ms = events.get_column("available_ms").to_numpy()
+        m = self.counterparties.encode(events.get_column("counterparty").to_list())
+        c = self.customers.encode(events.get_column("customer_id").to_list())
+        self.cp_labels = self.cp_labels.inserted(self.keys.key(m[m >= 0], ms[m >= 0]))
+        self.customer_labels = self.customer_labels.inserted(self.keys.key(c[c >= 0], ms[c >= 0]))
+
+    def _new_ids(self, n: int) -> np.ndarray:
+        ids = np.arange(self._row_ids, self._row_ids + n, dtype=np.int64)
+        self._row_ids += n
+        return ids
+
+    # ---- adding a batch --------------------------------------------------------------------------
+
+    MUTABLE = ("customer_rows", "counterparty_rows", "cp_labels", "customer_labels", "pair_first", "device_pair_first",
+               "cp_openings", "device_openings", "customer_device_openings", "fields", "_label_triples")
+
+    def stage(self, tx: pl.DataFrame) -> tuple[Batch, Undo]:
+        """Add transactions of the day (canonical columns, distinct txn_ids, not seen before) and return
+        their features; each sees exactly the transactions strictly before it in time."""
+        undo = Undo({name: getattr(self, name) for name in self.MUTABLE})
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):  # empty histories give NaN, as in the families
+                return self._stage(tx), undo
+        except BaseException:
+            self.rollback(undo)
+            raise
+
+    def fork(self) -> "OnlineState":
+        """An independent copy: arrays are shared, since no update changes one in place."""
+        other = copy.copy(self)
+        for name in ("customers", "counterparties", "devices", "cities", "states"):
+            codes = Codes()
+            codes.index = dict(getattr(self, name).index)
+            setattr(other, name, codes)
+        return other
+
+    def rollback(self, undo: Undo) -> None:
+        for name, value in undo.parts.items():
+            setattr(self, name, value)
+
+    def commit(self) -> None:
+        self.customer_rows = self.customer_rows.settled()
+        self.counterparty_rows = self.counterparty_rows.settled()
+
+    def _stage(self, tx) -> Batch:
+        r = self._rows(tx)
+        k, c, m, d, ms, paise = len(r.ms), r.c, r.m, r.d, r.ms, r.paise
+        if k and (ms.min() < self.since or ms.max() >= self.since + DAY_MS):
+            raise FeatureInputError(f"the twin as of {self.twin.as_of.isoformat()} serves transactions of that day only")
+        self.keys.check(max(len(self.customers), len(self.counterparties), len(self.devices)))
+        self.fields = self.fields | r.fields
+        ids = self._new_ids(k)
+        row_key = self.keys.key(c, ms)
+        self.customer_rows, landed = self.customer_rows.inserted(row_key, {
+            "row_id": ids, "ms": ms, "ts_us": r.ts_us, "paise": paise,
+            "inflow": paise * r.credit, "net": paise * (r.credit - r.debit),
+            "sin": np.sin(r.angle), "cos": np.cos(r.angle), "hour": r.hour, "weekday": r.weekday,
+            "night": r.hour < 6, "x": r.x, "x2": r.x * r.x, "bucket": r.bucket,
+            "salary": r.salary, "city": r.city, "state": r.state, "lat": r.lat, "lon": r.lon,
+            "counterparty": m, "device": d,
+        }, {"txn": r.txn, "large": np.zeros(k, np.int64)})
+        self.counterparty_rows, _ = self.counterparty_rows.inserted(self.keys.key(m[m >= 0], ms[m >= 0]), {})
+        self._first_contacts(c, m, d, ms)
+        if self.extra_labels is not None:
+            self._extra_label_events(r)
+
+        self._refresh_later_flags(c, ms, ids)  # before the windows below read those flags
+        # Each row's earlier rows of the day (all columns, in time order) and of the 30 days before it
+        # (what the windows sum), this batch's earlier ones included.
+        r.day_rows = self._customer_day(self.keys.key(c, self.since), row_key)
+        r.window = self.customer_rows.gather(self.keys.key(c, ms - WINDOW_MS["30d"]), row_key, WINDOW_COLUMNS, ("large",))
+        # The "unusually large" flag of each new row reads only earlier amounts: set before the windows read it.
+        r.history = self._amount_history(r.day_rows, c, r.bucket, _bucket_position(paise, r.bucket))
+        large = ((r.history["percentile"] > LARGE_PERCENTILE) & (r.history["n"] >= LARGE_MIN_HISTORY)).astype(np.int64)
+        self.customer_rows = self.customer_rows.with_fresh("large", landed, large)
+        if k > 1:  # this batch's rows in each other's windows carry their new flags
+            inside = r.window["row_id"].astype(np.int64) - ids[0]
+            mine = (inside >= 0) & (inside < k)
+            if mine.any():
+                r.window.others["large"] = np.where(mine, large[np.clip(inside, 0, k - 1)], r.window["large"])
+
+        values = {
+            "amount_rupees_log": r.x, "channel_code": r.channel_code, "is_debit": r.is_debit,
+            "mcc_group_code": r.mcc_group_code,
+            "hour_of_day": r.hour, "day_of_week": r.weekday + 1, "is_night": (r.hour < 6).astype(np.int64),
+            "is_weekend": r.weekday >= 5, "is_payday_window": (r.day >= 28) | (r.day <= 3),
+        }
+        self._customer_features(r, values)
+        self._counterparty_features(r, values)
+        self._device_features(r, values)
+        return Batch(r.txn.tolist(), values, r.order, self.fields)
+
+    def _rows(self, tx) -> SimpleNamespace:
+        """The rows' own values, in time order (ts, txn_id): what the families compute per row
+        before they look at any history (time of day in Asia/Kolkata, log amount, amount band, ...)."""
+        col = _Columns(tx)
+        ts_us = col.ts_us()
+        txn = np.array(col.strings("txn_id"), dtype=object)
+        if len(ts_us) > 1 and (ts_us[1:] > ts_us[:-1]).all():  # already in time order (the usual case)
+            order = np.arange(len(ts_us))
+        else:  # time order, ties by txn_id: the families' row order
+            order = np.lexsort((txn.astype(str), ts_us))
+        position = np.empty(len(order), dtype=np.int64)
+        position[order] = np.arange(len(order))
+        strings = {name: _ordered(col.strings(name), order) for name in (
+            "customer_id", "counterparty", "device_id", "city", "state", "channel", "direction", "mcc", "counterparty_type",
+            "status")}
+        ts_us = ts_us[order]
+        ms = ts_us // 1000  # epoch milliseconds, floored as Polars floors them
+        paise = col.numbers("amount_paise", np.int64)[order]
+        local_ms = ms + self.offset_ms
+        days = local_ms // DAY_MS
+        hour = (local_ms // HOUR_MS) % 24
+        minute = (local_ms // 60_000) % 60
+        dates = days.astype("datetime64[D]")
+        direction = strings["direction"]
+        credit = np.fromiter((v == "CREDIT" for v in direction), dtype=np.int64, count=len(direction))
+        debit = np.fromiter((v == "DEBIT" for v in direction), dtype=np.int64, count=len(direction))
+        salary = np.fromiter(
+            (t == "SALARY" and (v or "CREDIT") == "CREDIT" for t, v in zip(strings["counterparty_type"], direction)),
+            dtype=np.int64, count=len(direction))
+        lat, lon = col.numbers("latitude")[order], col.numbers("longitude")[order]
+        # features.inputs.present_fields: the fields with a value in these rows
+        present = {name for name, values in strings.items() if any(v is not None for v in values)}
+        present |= {name for name, values in (("latitude", lat), ("longitude", lon)) if (~np.isnan(values)).any()}
+        present = (present | {"txn_id", "ts", "amount_paise"}) & set(FEATURE_FIELDS) if len(order) else set(REQUIRED_FIELDS)
+        return SimpleNamespace(
+            order=position, txn=txn[order], ts_us=ts_us, ms=ms, paise=paise,
+            c=self.customers.encode(strings["customer_id"]), m=self.counterparties.encode(strings["counterparty"]),
+            d=self.devices.encode(strings["device_id"]), city=self.cities.encode(strings["city"]),
+            state=self.states.encode(strings["state"]), lat=lat, lon=lon,
+            hour=hour, weekday=(days + 3) % 7, day=(dates - dates.astype("datetime64[M]")).astype(np.int64) + 1,
+            angle=(hour + minute / 60) * (2 * np.pi / 24),
+            x=np.log10(np.maximum(paise / 100, 0.01)), bucket=amount_bucket(paise),
+            credit=credit, debit=debit, salary=salary,
+            channel_code=np.array([CHANNEL_CODES.get(v, -1) for v in strings["channel"]], dtype=np.int64),
+            is_debit=np.array([np.nan if v is None else float(v == "DEBIT") for v in direction]),
+            mcc_group_code=np.array([_mcc_group_code(v) for v in strings["mcc"]], dtype=np.float64),
+            fields=frozenset(present), strings=strings,
+        )
+
+    # ---- what each new row changes besides its own row ---------------------------------------------
+
+    def _first_contacts(self, c: np.ndarray, m: np.ndarray, d: np.ndarray, ms: np.ndarray) -> None:
+        """The first row of the day of a pair the twin does not know adds one to the counterparty's fan-in
+        (customer x counterparty) and to the device's customers and the customer's devices (customer x device)."""
+        self.pair_first, opened, closed = self._first_of_day(c, m, ms, self.pair_index, self.pair_first)
+        self.cp_openings = self.cp_openings.removed(self.keys.key(closed[0], closed[1])).inserted(
+            self.keys.key(opened[0], opened[1]))
+        self.device_pair_first, opened, closed = self._first_of_day(c, d, ms, self.device_pair_index, self.device_pair_first)
+        self.device_openings = self.device_openings.removed(self.keys.key(closed[0], closed[1])).inserted(
+            self.keys.key(opened[0], opened[1]))
+        # the same first contacts, counted on the customer's side
+        self.customer_device_openings = self.customer_device_openings.removed(
+            self.keys.key(closed[2], closed[1])
+        ).inserted(self.keys.key(opened[2], opened[1]))
+
+    @staticmethod
+    def _first_of_day(c, other, ms, twin_pairs: IntMap, first: IntMap):
+        """New first instants of the day's pairs: the map updated, and (other, ms, customer) of the
+        first contacts added and of those replaced (a transaction that arrived late but happened earlier)."""
+        none = (np.zeros(0, np.int64),) * 3
+        valid = other >= 0
+        pairs = (c[valid] << PAIR_BITS) | other[valid]
+        new = twin_pairs.find(pairs) < 0
+        if not new.any():
+            return first, none, none
+        pairs, when = pairs[new], ms[valid][new]
+        distinct, inverse = np.unique(pairs, return_inverse=True)
+        earliest = np.full(len(distinct), NEVER)
+        np.minimum.at(earliest, inverse, when)
+        at = first.find(distinct)
+        before = np.where(at >= 0, first.values[np.maximum(at, 0)] if len(first.values) else 0, NEVER)
+        moved = earliest < before
+        distinct, earliest, replaced = distinct[moved], earliest[moved], (at >= 0)[moved]
+        mask = (1 << PAIR_BITS) - 1
+        opened = (distinct & mask, earliest, distinct >> PAIR_BITS)
+        old = before[moved][replaced]
+        closed = (distinct[replaced] & mask, old, distinct[replaced] >> PAIR_BITS)
+        return first.updated(distinct, earliest), opened, closed
+
+    def _extra_label_events(self, r) -> None:
+        frame = pl.DataFrame({
+            "txn_id": r.txn.tolist(), "counterparty": r.strings["counterparty"], "customer_id": r.strings["customer_id"],
+            "ts": pl.Series(r.ts_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        }, schema_overrides={"counterparty": pl.String, "customer_id": pl.String})
+        found = label_events(frame, self.extra_labels, self.twin.label_delay_days)
+        fresh = [row for row in found.iter_rows() if row not in self._label_triples]  # labels, not rows
+        if fresh:
+            self._label_triples = self._label_triples | set(fresh)
+            self._add_label_events(pl.DataFrame(fresh, schema=found.schema, orient="row"))
+
+    def _refresh_later_flags(self, c: np.ndarray, ms: np.ndarray, new_ids: np.ndarray) -> None:
+        """A transaction that arrived after later ones of its customer changes their amount history:
+        their "unusually large" flags are computed again."""
+        customers, inverse = np.unique(c, return_inverse=True)
+        earliest = np.full(len(customers), NEVER)
+        np.minimum.at(earliest, inverse, ms)
+        lo, hi = self.keys.key(customers, earliest + 1), self.keys.key(customers, self.since + DAY_MS)
+        if self.customer_rows.count(lo, hi).sum() == (ms > earliest[inverse]).sum():  # only this batch's own later rows
+            return
+        later = self.customer_rows.gather(lo, hi)
+        keep = ~np.isin(later["row_id"].astype(np.int64), new_ids)
+        if not keep.any():
+            return
+        code = customers[later.segment[keep]]
+        row_ms = later["ms"][keep].astype(np.int64)
+        paise, bucket = later["paise"][keep].astype(np.int64), later["bucket"][keep].astype(np.int64)
+        key = self.keys.key(code, row_ms)
+        history = self._amount_history(self._customer_day(self.keys.key(code, self.since), key), code, bucket,
+                                       _bucket_position(paise, bucket))
+        flags = ((history["percentile"] > LARGE_PERCENTILE) & (history["n"] >= LARGE_MIN_HISTORY)).astype(np.int64)
+        self.customer_rows = self.customer_rows.with_values("large", key, key + 1, later["row_id"][keep].astype(np.int64), flags)
+
+    # ---- features ----------------------------------------------------------------------------------
+
+    def _totals(self, c: np.ndarray) -> dict[str, np.ndarray]:
+        """The twin's running totals of each row's customer, as `ctx.before` gives them: null and
+        unknown customers as 0 for sums and counts, NaN (-1 for places) for the last-seen values."""
+        known = (c >= 0) & (c < len(self.c_scalars))
+        values = np.where(known[:, None], self.c_scalars[np.where(known, c, 0)] if len(self.c_scalars) else np.nan,
+                          TOTAL_DEFAULTS)
+        return {name: values[:, j] for j, name in enumerate(CUSTOMER_TOTALS)} | {"known": known}
+
+    def _amount_history(self, g: Gathered, c, bucket, position) -> dict[str, np.ndarray]:
+        """features.velocity.amount_history for these rows from their earlier rows of the day and
+        the twin's totals and histogram."""
+        k = len(c)
+        segment = g.segment
+        t = self._totals(c)
+        band = g["bucket"]
+        seg = _Segments(segment, k)
+        n_day, s1, s2, same, below = seg.sums(_stacked([
+            np.ones(len(segment)), g["x"], g["x2"], band == bucket[segment], band < bucket[segment],
+        ])).T
+        n = n_day + t["txn_count"]
+        s1 = s1 + t["log_amount_sum"]
+        s2 = s2 + t["log_amount_sq_sum"]
+        known = t["known"]
+        safe = np.where(known, c, 0)
+        same = same + np.where(known, self.c_total["amount_hist"][safe, bucket], 0)
+        below = below + np.where(known & (bucket > 0), self.c_total["amount_hist_below"][safe, np.maximum(bucket - 1, 0)], 0)
+        percentile = np.where(n > 0, (below + position * same) / np.where(n > 0, n, 1), np.nan)
+        return {"n": n, "log_sum": s1, "log_sq_sum": s2, "percentile": percentile, "totals": t}
+
+    def _customer_day(self, lo: np.ndarray, hi: np.ndarray) -> Gathered:
+        """The customer's rows in [lo, hi) for each row, in time order (ties as the families order rows)."""
+        g = self.customer_rows.gather(lo, hi, DAY_COLUMNS, ("txn",))
+        if len(g.segment) < 2:
+            return g
+        ts = g["ts_us"]
+        order = np.lexsort((ts, g.segment))
+        seg, ts_sorted = g.segment[order], ts[order]
+        tied = np.flatnonzero((seg[1:] == seg[:-1]) & (ts_sorted[1:] == ts_sorted[:-1]))
+        if len(tied):  # the same microsecond: such rows by txn_id, as the families order them
+            members = np.unique(np.concatenate([tied, tied + 1]))
+            run = np.cumsum(np.r_[True, np.diff(members) > 1])  # consecutive tied positions form a run
+            by_txn = np.lexsort((g["txn"][order[members]].astype(str), run))
+            order[members] = order[members][by_txn]
+        return g.reordered(order)
+
+    def _customer_features(self, r, out: dict) -> None:
+        k, h = len(r.c), r.history
+        t = h["totals"]
+        has_m, has_d = r.m >= 0, r.d >= 0
+
+        # the windows: sums over the customer's rows in [t - window, t)
+        w = r.window
+        by_row = np.argsort(w.segment, kind="stable")  # levels one after the other: each row's window together
+        wseg, wms, wpaise = w.segment[by_row], w["ms"][by_row], w["paise"][by_row]
+        inside = (r.ms[wseg] - wms)[:, None] <= WINDOW_LIMITS
+        week, last_24h = inside[:, WINDOWS.index("7d")], inside[:, WINDOWS.index("24h")]
+        windowed = {
+            **{f"count_{name}": inside[:, i] for i, name in enumerate(WINDOWS)},
+            **{f"paise_{name}": inside[:, i] * wpaise for i, name in enumerate(WINDOWS)},
+            "large_7d": w["large"][by_row] * week, "inflow_24h": w["inflow"][by_row] * last_24h,
+            "net_7d": w["net"][by_row] * week,
+        }
+        seg = _Segments(wseg, k)
+        total = dict(zip(windowed, seg.sums(_stacked(list(windowed.values()))).T))
+        first_30d, max_30d = seg.min(wms, np.nan), seg.max(wpaise, np.nan) / 100
+
+        # the day's earlier rows: counted on top of the twin's totals, and the latest of them
+        g = r.day_rows
+        segment, ms_g, paise_g = g.segment, g["ms"], g["paise"]
+        pair_rows = (g["counterparty"] == r.m[segment]) & has_m[segment]
+        device_rows = (g["device"] == r.d[segment]) & has_d[segment]
+        counted = {
+            "sin": g["sin"], "cos": g["cos"], "night": g["night"],
+            "same_hour": g["hour"] == r.hour[segment], "same_weekday": g["weekday"] == r.weekday[segment],
+            "pair_rows": pair_rows, "pair_paise": paise_g * pair_rows, "device_rows": device_rows, "day_paise": paise_g,
+        }
+        day_seg = _Segments(segment, k)
+        total.update(zip(counted, day_seg.sums(_stacked(list(counted.values()))).T))
+        position = np.arange(len(segment))
+        latest = {  # the latest earlier row of the day (with a value, for places), as positions
+            name: column for name, column in zip(("row", "salary", "city", "state", "geo"), day_seg.max(_stacked([
+                np.where(mask, position, -1) for mask in (
+                    np.ones(len(segment), dtype=bool), g["salary"] == 1, g["city"] >= 0, g["state"] >= 0,
+                    ~np.isnan(g["lat"]) & ~np.isnan(g["lon"]),
+                )
+            ]), -1).astype(np.int64).T)
+        }
+
+        # timing
+        n_before = h["n"]
+        has_history = n_before > 0
+        sin_sum = total["sin"] + t["hour_sin_sum"]
+        cos_sum = total["cos"] + t["hour_cos_sum"]
+        resultant = np.hypot(sin_sum, cos_sum) / np.where(has_history, n_before, 1)
+        usual = np.arctan2(sin_sum, cos_sum)
+        gap = np.abs((r.angle - usual + np.pi) % (2 * np.pi) - np.pi) * 24 / (2 * np.pi)
+        out["hour_deviation"] = np.where(has_history & (resultant > 1e-6), gap, np.nan)
+        known = t["known"]
+        safe = np.where(known, r.c, 0)
+        out["hour_profile_share"] = _share(
+            total["same_hour"] + np.where(known, self.c_total["hour_counts"][safe, r.hour], 0), n_before)
+        out["weekday_profile_share"] = _share(
+            total["same_weekday"] + np.where(known, self.c_total["weekday_counts"][safe, r.weekday], 0), n_before)
+        out["night_share_prior"] = _share(total["night"] + t["night_count"], n_before)
+
+        prev_ms = _pick(ms_g, latest["row"])
+        prev_ms = np.where(np.isnan(prev_ms), t["last_ms"], prev_ms)
+        since_prev = (r.ms - prev_ms) / 1000
+        out["seconds_since_prev"] = since_prev
+        counts = {w: total[f"count_{w}"] for w in WINDOWS}
+        sums = {w: total[f"paise_{w}"] / 100 for w in WINDOWS}
+        for w in WINDOWS:
+            out[f"txn_count_{w}"] = counts[w]
+            out[f"amount_sum_{w}_rupees"] = sums[w]
+        count = counts["30d"]
+        span = prev_ms - first_30d  # with two rows in the window, the latest before is in it
+        mean_gap = np.where(count >= 2, span / np.maximum(count - 1, 1) / 1000, np.nan)
+        out["interarrival_mean_30d_s"] = mean_gap
+        out["interarrival_ratio"] = np.where(mean_gap > 0, since_prev / np.where(mean_gap > 0, mean_gap, 1), np.nan)
+        salary_ms = _pick(ms_g, latest["salary"])
+        salary_ms = np.where(np.isnan(salary_ms), t["last_salary_ms"], salary_ms)
+        days = (r.ms - salary_ms) / DAY_MS
+        out["days_since_salary"] = days
+        out["is_salary_day"] = np.where(days <= SALARY_RECENT_DAYS, 1, 0)
+
+        # velocity
+        rupees = r.paise / 100
+        out["amount_vs_30d_mean"] = np.where(count > 0, rupees / (sums["30d"] / np.maximum(count, 1)), np.nan)
+        out["amount_to_max_30d"] = np.where(max_30d > 0, rupees / np.where(max_30d > 0, max_30d, 1), np.nan)
+        n = h["n"]
+        mean = h["log_sum"] / np.where(n > 0, n, 1)
+        var = (h["log_sq_sum"] - h["log_sum"] * mean) / np.where(n > 1, n - 1, 1)
+        std = np.maximum(np.sqrt(np.maximum(var, 0)), MIN_LOG_STD)
+        out["amount_log_zscore"] = np.where(n >= 2, (r.x - mean) / std, np.nan)
+        out["amount_percentile"] = h["percentile"]
+        out["large_amount_count_7d"] = total["large_7d"]
+        out["count_acceleration_1h_24h"] = np.where(counts["24h"] > 0, counts["1h"] / (counts["24h"] / 24), np.nan)
+        out["spend_acceleration_24h_30d"] = np.where(sums["30d"] > 0, sums["24h"] / (sums["30d"] / 30), np.nan)
+        out["inflow_24h_rupees"] = total["inflow_24h"] / 100
+        out["net_flow_7d_rupees"] = total["net_7d"] / 100
+
+        # the customer x counterparty pair (merchant family)
+        pair_at = np.where(has_m, self.pair_index.get((r.c << PAIR_BITS) | np.maximum(r.m, 0)), -1)
+        pair_n = np.where(has_m, total["pair_rows"] + np.nan_to_num(_pick(self.pair_total["txn_count"], pair_at, 0.0)), np.nan)
+        out["pair_txn_count"] = pair_n
+        first_time = np.where(has_m, (pair_n == 0).astype(np.float64), np.nan)
+        out["first_time_counterparty"] = first_time
+        first_ms = _pick(self.pair_total["first_ms"], pair_at)
+        first_day = day_seg.min(np.where(pair_rows, ms_g, np.inf), np.inf)
+        first_ms = np.where(np.isnan(first_ms), np.where(np.isinf(first_day), np.nan, first_day), first_ms)
+        out["pair_tenure_days"] = (r.ms - first_ms) / DAY_MS
+        pair_spend = np.where(has_m, total["pair_paise"] + np.nan_to_num(_pick(self.pair_total["amount_sum_paise"], pair_at, 0.0)), np.nan)
+        customer_spend = total["day_paise"] + t["amount_sum_paise"]
+        out["pair_spend_share"] = np.where(
+            customer_spend > 0, pair_spend / np.where(customer_spend > 0, customer_spend, 1), np.nan
+        )
+        out["new_counterparty_high_amount"] = np.where(
+            np.isnan(h["percentile"]) | np.isnan(first_time), np.nan,
+            (first_time == 1) & (h["percentile"] > HIGH_AMOUNT_PERCENTILE),
+        )
+
+        # the customer x device pair, and the customer's devices (device and place family)
+        device_at = np.where(has_d, self.device_pair_index.get((r.c << PAIR_BITS) | np.maximum(r.d, 0)), -1)
+        seen = total["device_rows"] + np.nan_to_num(_pick(self.device_pair_count, device_at, 0.0))
+        out["new_device"] = np.where(has_d, (seen == 0).astype(np.float64), np.nan)
+        base, now = self.keys.base(r.c), self.keys.key(r.c, r.ms)
+        out["devices_per_customer"] = self.customer_device_openings.count(base, now) + t["device_count"]
+
+        # places: the latest earlier place of the day, else the twin's last known one
+        for column, name in (("city", "city_changed"), ("state", "state_changed")):
+            current = getattr(r, column)
+            previous = np.where(latest[column] >= 0, _pick(g[column], latest[column], -1), t[f"last_{column}"])
+            out[name] = np.where((current < 0) | (previous < 0), np.nan, current != previous)
+        at = latest["geo"]
+        prev_lat = np.where(at >= 0, _pick(g["lat"], at), t["last_lat"])
+        prev_lon = np.where(at >= 0, _pick(g["lon"], at), t["last_lon"])
+        prev_geo = np.where(at >= 0, _pick(ms_g, at), t["last_geo_ms"])
+        km = haversine_km(prev_lat, prev_lon, r.lat, r.lon)
+        hours = np.maximum((r.ms - prev_geo) / HOUR_MS, MIN_TRAVEL_HOURS)
+        speed = km / hours
+        out["distance_from_prev_km"] = km
+        out["travel_speed_kmh"] = speed
+        out["impossible_travel"] = np.where(np.isnan(speed), np.nan, (km > IMPOSSIBLE_MIN_KM) & (speed > IMPOSSIBLE_SPEED_KMH))
+
+        if self.has_labels:  # the customer's own fraud history
+            out["customer_fraud_count_known"] = self.customer_labels.count(base, now)
+            out["customer_fraud_count_known_30d"] = self.customer_labels.count(
+                np.maximum(self.keys.key(r.c, r.ms - WINDOW_MS["30d"]), base), now)
+            out["customer_days_since_fraud_known"] = self._since(self.customer_labels.latest(base, now), now)
+
+    @staticmethod
+    def _since(found: np.ndarray, now: np.ndarray) -> np.ndarray:
+        """Days from an event's key to the row's key (same entity), NaN when there is none."""
+        return np.where(found >= 0, (now - found).astype(np.float64), np.nan) / DAY_MS
+
+    def _counterparty_features(self, r, out: dict) -> None:
+        has_m = r.m >= 0
+        m = np.maximum(r.m, 0)
+        base, now = self.keys.base(m), self.keys.key(m, r.ms)
+
+        def counted(values):
+            return np.where(has_m, values, np.nan)
+
+        fan_in = self.cp_openings.count(base, now) + _lookup(self.cp_fan_in, r.m, 0.0)
+        out["merchant_fan_in"] = counted(fan_in)
+        # The counterparty's rows before each of these instants, all looked up at once.
+        delayed = r.ms - self.delay_ms
+        instants = {"7d": r.ms - WINDOW_MS["7d"], "now": r.ms, "delayed": delayed,
+                    **{f"delayed_{w}": delayed - RISK_MS[w] for w in RISK_WINDOWS}}
+        before = dict(zip(instants, self.counterparty_rows.below(self.keys.key(m, np.stack(list(instants.values()))))))
+        out["merchant_txn_count_7d"] = counted(before["now"] - before["7d"])
+        if not self.has_labels:
+            return
+        labels = self.cp_labels
+        bounds = {w: np.maximum(self.keys.key(m, r.ms - RISK_MS[w]), base) for w in RISK_MS}
+        found = dict(zip(("base", "now", *bounds), labels.below(np.stack([base, now, *bounds.values()]))))
+        out["merchant_fraud_count_known"] = counted(found["now"] - found["base"])
+        out["merchant_days_since_fraud_known"] = counted(self._since(labels.latest(base, now), now))
+        earliest = labels.earliest(bounds[KNOWN_RISK_WINDOW], now)
+        out["merchant_fraud_known_for_days"] = counted(self._since(earliest, now))
+        for w in RISK_WINDOWS:
+            usable = found["now"] - found[w]
+            exposed = before["delayed"] - before[f"delayed_{w}"]
+            out[f"merchant_fraud_rate_{w}"] = counted(np.where(exposed > 0, usable / np.maximum(exposed, 1), np.nan))
+
+    def _device_features(self, r, out: dict) -> None:
+        has_d = r.d >= 0
+        d = np.maximum(r.d, 0)
+        sharing = self.device_openings.count(self.keys.base(d), self.keys.key(d, r.ms)) + _lookup(self.device_customers, r.d, 0.0)
+        out["customers_per_device"] = np.where(has_d, sharing, np.nan)
