@@ -59,6 +59,7 @@ def run_path(root: Path, customers: int, terminals: int, days: int, windows: int
     from finrisk.config import get_settings
     from finrisk.ingest import ingest
     from finrisk.io import DataLayout, scan_partitioned
+    from tasks.features import feature_inputs
     from finrisk.mapping import load_mapping
 
     figures: dict = {"customers": customers, "terminals": terminals, "days": days, "label_delay_days": DELAY_DAYS}
@@ -81,7 +82,7 @@ def run_path(root: Path, customers: int, terminals: int, days: int, windows: int
 
     start = timer.perf_counter()
     labels = pl.read_parquet(layout.labels)
-    table = feature_table(transaction_features(scan_partitioned(layout.transactions), labels, DELAY_DAYS))
+    table = feature_table(transaction_features(feature_inputs(layout), labels, DELAY_DAYS))
     write_feature_table(table, layout.features)
     del table
     seconds["features"] = timer.perf_counter() - start

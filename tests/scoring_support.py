@@ -17,6 +17,7 @@ from features.transactions import transaction_features
 from features.twin import build_twin, write_twin
 from finrisk.config import Settings
 from finrisk.io import DataLayout, scan_partitioned
+from finrisk.sensitive import with_sensitive
 from finrisk.synthetic import generate
 
 START = date(2026, 1, 1)
@@ -73,7 +74,7 @@ def _build(root: Path) -> ScoringDataset:
     generate(root / "raw", customers=250, days=40, seed=11, start=START)
     data = write_processed(root / "raw", root / "data")
     layout = DataLayout(data)
-    tx = scan_partitioned(layout.transactions)
+    tx = with_sensitive(scan_partitioned(layout.transactions), layout)  # coordinates too: location features
     labels = pl.read_parquet(layout.labels)
     batch = transaction_features(tx, labels, DELAY_DAYS)
     write_feature_table(feature_table(batch), layout.features)

@@ -10,6 +10,7 @@ from bench.feature_data import write_processed
 from features.transactions import transaction_features
 from finrisk.io import DataLayout, scan_partitioned
 from finrisk.synthetic import generate
+from tasks.features import feature_inputs
 from test_online_parity import assert_same_features
 
 START = date(2026, 1, 1)
@@ -54,6 +55,6 @@ def test_features_on_a_two_worker_dask_cluster_equal_the_single_process_run(proc
 
     # And both are the batch path's numbers for those days.
     layout = DataLayout(processed)
-    batch = transaction_features(scan_partitioned(layout.transactions), pl.read_parquet(layout.labels), DELAY_DAYS)
+    batch = transaction_features(feature_inputs(layout), pl.read_parquet(layout.labels), DELAY_DAYS)
     batch = batch.filter(pl.col("date").cast(pl.String).is_in(days))
     assert_same_features(batch, ours)

@@ -13,6 +13,7 @@ from features.online import online_features
 from features.transactions import transaction_features
 from features.twin import build_twin, read_twin, write_twin
 from finrisk.io import DataLayout, scan_partitioned
+from finrisk.sensitive import with_sensitive
 from finrisk.synthetic import generate
 
 DELAY_DAYS = 2
@@ -25,7 +26,7 @@ def dataset(tmp_path_factory):
     generate(root / "raw", customers=250, days=40, seed=11, start=START)
     data = write_processed(root / "raw", root / "data")
     layout = DataLayout(data)
-    tx = scan_partitioned(layout.transactions)
+    tx = with_sensitive(scan_partitioned(layout.transactions), layout)  # coordinates too: location features
     labels = pl.read_parquet(layout.labels)
     batch = transaction_features(tx, labels, DELAY_DAYS)
     return data, tx, labels, batch
