@@ -17,26 +17,20 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
-from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
 
-from features import basic
-from features.catalogue import CATALOGUE
 from features.context import LABELS_FIELD
 from features.device_place import IMPOSSIBLE_MIN_KM, IMPOSSIBLE_SPEED_KMH, MIN_TRAVEL_HOURS, haversine_km
-from features.inputs import FEATURE_FIELDS, REQUIRED_FIELDS, FeatureInputError, business_offset_ms
+from features.inputs import FeatureInputError, business_offset_ms
 from features.merchant import HIGH_AMOUNT_PERCENTILE, KNOWN_RISK_WINDOW, RISK_WINDOWS, label_events
+from features.online_batch import Batch, EntityCodes, stacked, row_values
 from features.online_store import Events, Gathered, IntMap, KeySpace, Rows
 from features.spec import DAY_MS, HOUR_MS, WINDOW_MS
 from features.timing import SALARY_RECENT_DAYS
 from features.twin import Twin
-from features.velocity import (
-    AMOUNT_BUCKETS, LARGE_MIN_HISTORY, LARGE_PERCENTILE, MIN_LOG_STD, _bucket_position, amount_bucket,
-)
-from finrisk.schema import CHANNELS
+from features.velocity import AMOUNT_BUCKETS, LARGE_MIN_HISTORY, LARGE_PERCENTILE, MIN_LOG_STD, _bucket_position
 
 RISK_MS = {"1d": DAY_MS, "7d": WINDOW_MS["7d"], "30d": WINDOW_MS["30d"]}  # as features.merchant
 NEVER = np.iinfo(np.int64).max
@@ -56,78 +50,6 @@ CUSTOMER_TOTALS = (
 )
 TOTAL_DEFAULTS = np.array([np.nan if name.startswith("last_") else 0.0 for name in CUSTOMER_TOTALS])
 TOTAL_DEFAULTS[[CUSTOMER_TOTALS.index("last_city"), CUSTOMER_TOTALS.index("last_state")]] = -1
-
-
-CHANNEL_CODES = {channel: code for code, channel in enumerate(CHANNELS)}  # as features.basic numbers them
-
-
-@lru_cache(maxsize=None)
-def _mcc_group_code(mcc: str | None) -> float:
-    """features.basic's merchant category group code (NaN without an MCC)."""
-    group = basic._group_of(mcc)
-    return np.nan if group is None else float(MCC_CODES[group])
-
-
-MCC_CODES = {name: code for code, name in enumerate([*basic.MCC_GROUP_NAMES, "other"])}
-
-
-class _Columns:
-    """Column access to a Polars frame or a dict of lists, without a query per column."""
-
-    def __init__(self, tx):
-        self.frame = tx if isinstance(tx, pl.DataFrame) else None
-        self.tx = tx
-        self.n = tx.height if self.frame is not None else len(tx["txn_id"])
-
-    def strings(self, name: str) -> list:
-        if self.frame is not None:
-            return self.frame.get_column(name).to_list() if name in self.frame.columns else [None] * self.n
-        return list(self.tx.get(name) or [None] * self.n)
-
-    def numbers(self, name: str, dtype=np.float64) -> np.ndarray:
-        if self.frame is not None:
-            if name not in self.frame.columns:
-                return np.full(self.n, np.nan)
-            values = self.frame.get_column(name)
-            return (values.to_numpy() if values.null_count() == 0 else values.cast(pl.Float64).fill_null(np.nan).to_numpy()).astype(dtype)
-        values = self.tx.get(name) or [None] * self.n
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64).astype(dtype)
-
-    def ts_us(self) -> np.ndarray:
-        """Epoch microseconds (UTC) of a timezone-aware `ts`."""
-        if self.frame is not None:
-            ts = self.frame.get_column("ts")
-            if not isinstance(ts.dtype, pl.Datetime) or ts.dtype.time_zone is None:
-                raise FeatureInputError(f"column ts must be a timezone-aware datetime, got {ts.dtype}")
-            return ts.to_numpy().astype("datetime64[us]").astype(np.int64)
-        return np.array(self.tx["ts_us"], dtype=np.int64)
-
-
-class Codes:
-    """Dense integer codes for strings, new ones numbered as they come (None -> -1)."""
-
-    def __init__(self):
-        self.index: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def encode(self, values: list) -> np.ndarray:
-        index = self.index
-        return np.fromiter(
-            (-1 if v is None else index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values)
-        )
-
-
-def _stacked(columns: list) -> np.ndarray:
-    """Equal-length columns side by side, as float64 (np.column_stack, at a fraction of its cost)."""
-    return np.array(columns, dtype=np.float64).T
-
-
-def _ordered(values: list, order: np.ndarray) -> list:
-    if len(values) < 2 or (order[1:] > order[:-1]).all():
-        return values
-    return [values[i] for i in order.tolist()]
 
 
 def _column(frame: pl.DataFrame, name: str, dtype=np.float64, fill=np.nan) -> np.ndarray:
@@ -177,49 +99,6 @@ def _pick(values: np.ndarray, at: np.ndarray, missing=np.nan) -> np.ndarray:
 
 
 @dataclass
-class Batch:
-    """Features of one batch of new transactions, in the order they were given."""
-
-    txn_ids: list[str]
-    values: dict[str, np.ndarray]  # by feature name, in time order; NaN for null
-    order: np.ndarray  # input position -> time-order position
-    fields: frozenset[str]
-
-    def matrix(self, columns: tuple[str, ...]) -> np.ndarray:
-        """The model's float64 inputs: each feature as its dtype holds it, null as NaN."""
-        available = _available(self.fields)
-        nothing = np.full(len(self.order), np.nan)
-        out = _stacked([self.values[name] if name in available and name in self.values else nothing for name in columns])
-        single = [j for j, name in enumerate(columns) if RETURNED_DTYPES.get(name) == pl.Float32]
-        out[:, single] = out[:, single].astype(np.float32)
-        return out[self.order]
-
-    def frame(self) -> pl.DataFrame:
-        """txn_id and every catalogue feature, with the declared dtypes (as compute_features gives them)."""
-        columns = [pl.Series("txn_id", np.asarray(self.txn_ids, dtype=object)[self.order].tolist(), dtype=pl.String)]
-        available = _available(self.fields)
-        for f in CATALOGUE:
-            if f.name in available and f.name in self.values:
-                values = np.asarray(self.values[f.name])[self.order]
-                columns.append(pl.Series(f.name, values, nan_to_null=values.dtype.kind == "f").cast(
-                    RETURNED_DTYPES[f.name], strict=False))
-            else:
-                columns.append(pl.Series(f.name, [None] * len(self.order), dtype=f.dtype))
-        return pl.DataFrame(columns)
-
-
-BY_NAME = {f.name: f for f in CATALOGUE}
-
-
-@lru_cache(maxsize=64)
-def _available(fields: frozenset[str]) -> frozenset[str]:
-    return frozenset(f.name for f in CATALOGUE if f.available(fields))
-
-# features.basic returns the log amount as computed (Float64); every other feature has its declared dtype.
-RETURNED_DTYPES = {f.name: (pl.Float64 if f.name == "amount_rupees_log" else f.dtype) for f in CATALOGUE}
-
-
-@dataclass
 class Undo:
     parts: dict
 
@@ -243,8 +122,7 @@ class OnlineState:
         known = twin.label_events if twin.meta.get("labels") is not None else None
         self.has_labels = known is not None or self.extra_labels is not None
         self.fields = twin.fields | ({LABELS_FIELD} if self.has_labels else set())
-        self.customers, self.counterparties, self.devices = Codes(), Codes(), Codes()
-        self.cities, self.states = Codes(), Codes()
+        self.codes = EntityCodes.empty()
         self._row_ids = 0
         self._load_totals(twin)
         lookback_ms = (int(twin.meta.get("lookback_days") or 0) + 1) * DAY_MS
@@ -255,19 +133,20 @@ class OnlineState:
         self._load_labels(known, recent)
         self.pair_first, self.device_pair_first = IntMap(), IntMap()
         self.cp_openings, self.device_openings, self.customer_device_openings = Events(), Events(), Events()
-        self.keys.check(max(len(self.customers), len(self.counterparties), len(self.devices)))
+        self.keys.check(self.codes.largest())
 
     # ---- the twin ------------------------------------------------------------------------------
 
     def _load_totals(self, twin: Twin) -> None:
         """The twin's running totals as arrays by entity code (the twin's entities are numbered first)."""
         p = twin.profiles
-        self.customers.encode(p.get_column("customer_id").to_list())
+        self.codes.customers.encode(p.get_column("customer_id").to_list())
         p = p.with_columns(  # places as codes, compared as integers
-            pl.Series("last_city", self.cities.encode(p.get_column("last_city").to_list())).replace(-1, None),
-            pl.Series("last_state", self.states.encode(p.get_column("last_state").to_list())).replace(-1, None),
+            pl.Series("last_city", self.codes.cities.encode(p.get_column("last_city").to_list())).replace(-1, None),
+            pl.Series("last_state", self.codes.states.encode(p.get_column("last_state").to_list())).replace(-1, None),
         )
-        scalars = np.column_stack([_column(p, name) for name in CUSTOMER_TOTALS]) if p.height else np.zeros((0, len(CUSTOMER_TOTALS)))
+        scalars = np.column_stack([_column(p, name) for name in CUSTOMER_TOTALS]) if p.height else np.zeros(
+            (0, len(CUSTOMER_TOTALS)))
         self.c_scalars = np.where(np.isnan(scalars), TOTAL_DEFAULTS, scalars)
         self.c_total = {}
         for name, width in (("hour_counts", 24), ("weekday_counts", 7), ("amount_hist", AMOUNT_BUCKETS)):
@@ -276,27 +155,27 @@ class OnlineState:
         self.c_total["amount_hist_below"] = np.cumsum(self.c_total["amount_hist"], axis=1)
 
         pairs = twin.counterparties
-        self.counterparties.encode(pairs.get_column("counterparty").unique(maintain_order=True).to_list())
-        pc = self.customers.encode(pairs.get_column("customer_id").to_list())
-        pm = self.counterparties.encode(pairs.get_column("counterparty").to_list())
-        self.cp_fan_in = np.bincount(pm, minlength=len(self.counterparties)).astype(np.float64)
+        self.codes.counterparties.encode(pairs.get_column("counterparty").unique(maintain_order=True).to_list())
+        pc = self.codes.customers.encode(pairs.get_column("customer_id").to_list())
+        pm = self.codes.counterparties.encode(pairs.get_column("counterparty").to_list())
+        self.cp_fan_in = np.bincount(pm, minlength=len(self.codes.counterparties)).astype(np.float64)
         self.pair_index = IntMap.build((pc << PAIR_BITS) | pm, np.arange(pairs.height))
         self.pair_total = {name: _column(pairs, name) for name in ("txn_count", "first_ms", "amount_sum_paise")}
 
         devices = twin.devices
-        self.devices.encode(devices.get_column("device_id").unique(maintain_order=True).to_list())
-        dc = self.customers.encode(devices.get_column("customer_id").to_list())
-        dd = self.devices.encode(devices.get_column("device_id").to_list())
-        self.device_customers = np.bincount(dd, minlength=len(self.devices)).astype(np.float64)
+        self.codes.devices.encode(devices.get_column("device_id").unique(maintain_order=True).to_list())
+        dc = self.codes.customers.encode(devices.get_column("customer_id").to_list())
+        dd = self.codes.devices.encode(devices.get_column("device_id").to_list())
+        self.device_customers = np.bincount(dd, minlength=len(self.codes.devices)).astype(np.float64)
         self.device_pair_index = IntMap.build((dc << PAIR_BITS) | dd, np.arange(devices.height))
         self.device_pair_count = _column(devices, "txn_count")
 
     def _load_rows(self, recent: pl.DataFrame) -> None:
         """The twin's recent events: what the windows reach back to before the day."""
         n = recent.height
-        c = self.customers.encode(recent.get_column("customer_id").to_list())
-        m = self.counterparties.encode(recent.get_column("counterparty").to_list())
-        d = self.devices.encode(recent.get_column("device_id").to_list())
+        c = self.codes.customers.encode(recent.get_column("customer_id").to_list())
+        m = self.codes.counterparties.encode(recent.get_column("counterparty").to_list())
+        d = self.codes.devices.encode(recent.get_column("device_id").to_list())
         ms = recent.get_column("_ms").to_numpy()
         paise = recent.get_column("amount_paise").to_numpy().astype(np.int64)
         direction = recent.get_column("direction")
@@ -332,8 +211,8 @@ class OnlineState:
     def _add_label_events(self, events: pl.DataFrame) -> None:
         events = events.filter(pl.col("available_ms") < self.keys.end_ms)  # later ones are for later days
         ms = events.get_column("available_ms").to_numpy()
-        m = self.counterparties.encode(events.get_column("counterparty").to_list())
-        c = self.customers.encode(events.get_column("customer_id").to_list())
+        m = self.codes.counterparties.encode(events.get_column("counterparty").to_list())
+        c = self.codes.customers.encode(events.get_column("customer_id").to_list())
         self.cp_labels = self.cp_labels.inserted(self.keys.key(m[m >= 0], ms[m >= 0]))
         self.customer_labels = self.customer_labels.inserted(self.keys.key(c[c >= 0], ms[c >= 0]))
 
@@ -361,10 +240,7 @@ class OnlineState:
     def fork(self) -> "OnlineState":
         """An independent copy: arrays are shared, since no update changes one in place."""
         other = copy.copy(self)
-        for name in ("customers", "counterparties", "devices", "cities", "states"):
-            codes = Codes()
-            codes.index = dict(getattr(self, name).index)
-            setattr(other, name, codes)
+        other.codes = self.codes.copy()
         return other
 
     def rollback(self, undo: Undo) -> None:
@@ -376,11 +252,11 @@ class OnlineState:
         self.counterparty_rows = self.counterparty_rows.settled()
 
     def _stage(self, tx) -> Batch:
-        r = self._rows(tx)
+        r = row_values(tx, self.codes, self.offset_ms)
         k, c, m, d, ms, paise = len(r.ms), r.c, r.m, r.d, r.ms, r.paise
         if k and (ms.min() < self.since or ms.max() >= self.since + DAY_MS):
             raise FeatureInputError(f"the twin as of {self.twin.as_of.isoformat()} serves transactions of that day only")
-        self.keys.check(max(len(self.customers), len(self.counterparties), len(self.devices)))
+        self.keys.check(self.codes.largest())
         self.fields = self.fields | r.fields
         ids = self._new_ids(k)
         row_key = self.keys.key(c, ms)
@@ -422,55 +298,6 @@ class OnlineState:
         self._counterparty_features(r, values)
         self._device_features(r, values)
         return Batch(r.txn.tolist(), values, r.order, self.fields)
-
-    def _rows(self, tx) -> SimpleNamespace:
-        """The rows' own values, in time order (ts, txn_id): what the families compute per row
-        before they look at any history (time of day in Asia/Kolkata, log amount, amount band, ...)."""
-        col = _Columns(tx)
-        ts_us = col.ts_us()
-        txn = np.array(col.strings("txn_id"), dtype=object)
-        if len(ts_us) > 1 and (ts_us[1:] > ts_us[:-1]).all():  # already in time order (the usual case)
-            order = np.arange(len(ts_us))
-        else:  # time order, ties by txn_id: the families' row order
-            order = np.lexsort((txn.astype(str), ts_us))
-        position = np.empty(len(order), dtype=np.int64)
-        position[order] = np.arange(len(order))
-        strings = {name: _ordered(col.strings(name), order) for name in (
-            "customer_id", "counterparty", "device_id", "city", "state", "channel", "direction", "mcc", "counterparty_type",
-            "status")}
-        ts_us = ts_us[order]
-        ms = ts_us // 1000  # epoch milliseconds, floored as Polars floors them
-        paise = col.numbers("amount_paise", np.int64)[order]
-        local_ms = ms + self.offset_ms
-        days = local_ms // DAY_MS
-        hour = (local_ms // HOUR_MS) % 24
-        minute = (local_ms // 60_000) % 60
-        dates = days.astype("datetime64[D]")
-        direction = strings["direction"]
-        credit = np.fromiter((v == "CREDIT" for v in direction), dtype=np.int64, count=len(direction))
-        debit = np.fromiter((v == "DEBIT" for v in direction), dtype=np.int64, count=len(direction))
-        salary = np.fromiter(
-            (t == "SALARY" and (v or "CREDIT") == "CREDIT" for t, v in zip(strings["counterparty_type"], direction)),
-            dtype=np.int64, count=len(direction))
-        lat, lon = col.numbers("latitude")[order], col.numbers("longitude")[order]
-        # features.inputs.present_fields: the fields with a value in these rows
-        present = {name for name, values in strings.items() if any(v is not None for v in values)}
-        present |= {name for name, values in (("latitude", lat), ("longitude", lon)) if (~np.isnan(values)).any()}
-        present = (present | {"txn_id", "ts", "amount_paise"}) & set(FEATURE_FIELDS) if len(order) else set(REQUIRED_FIELDS)
-        return SimpleNamespace(
-            order=position, txn=txn[order], ts_us=ts_us, ms=ms, paise=paise,
-            c=self.customers.encode(strings["customer_id"]), m=self.counterparties.encode(strings["counterparty"]),
-            d=self.devices.encode(strings["device_id"]), city=self.cities.encode(strings["city"]),
-            state=self.states.encode(strings["state"]), lat=lat, lon=lon,
-            hour=hour, weekday=(days + 3) % 7, day=(dates - dates.astype("datetime64[M]")).astype(np.int64) + 1,
-            angle=(hour + minute / 60) * (2 * np.pi / 24),
-            x=np.log10(np.maximum(paise / 100, 0.01)), bucket=amount_bucket(paise),
-            credit=credit, debit=debit, salary=salary,
-            channel_code=np.array([CHANNEL_CODES.get(v, -1) for v in strings["channel"]], dtype=np.int64),
-            is_debit=np.array([np.nan if v is None else float(v == "DEBIT") for v in direction]),
-            mcc_group_code=np.array([_mcc_group_code(v) for v in strings["mcc"]], dtype=np.float64),
-            fields=frozenset(present), strings=strings,
-        )
 
     # ---- what each new row changes besides its own row ---------------------------------------------
 
@@ -543,7 +370,8 @@ class OnlineState:
         history = self._amount_history(self._customer_day(self.keys.key(code, self.since), key), code, bucket,
                                        _bucket_position(paise, bucket))
         flags = ((history["percentile"] > LARGE_PERCENTILE) & (history["n"] >= LARGE_MIN_HISTORY)).astype(np.int64)
-        self.customer_rows = self.customer_rows.with_values("large", key, key + 1, later["row_id"][keep].astype(np.int64), flags)
+        ids = later["row_id"][keep].astype(np.int64)
+        self.customer_rows = self.customer_rows.with_values("large", key, key + 1, ids, flags)
 
     # ---- features ----------------------------------------------------------------------------------
 
@@ -563,7 +391,7 @@ class OnlineState:
         t = self._totals(c)
         band = g["bucket"]
         seg = _Segments(segment, k)
-        n_day, s1, s2, same, below = seg.sums(_stacked([
+        n_day, s1, s2, same, below = seg.sums(stacked([
             np.ones(len(segment)), g["x"], g["x2"], band == bucket[segment], band < bucket[segment],
         ])).T
         n = n_day + t["txn_count"]
@@ -610,7 +438,7 @@ class OnlineState:
             "net_7d": w["net"][by_row] * week,
         }
         seg = _Segments(wseg, k)
-        total = dict(zip(windowed, seg.sums(_stacked(list(windowed.values()))).T))
+        total = dict(zip(windowed, seg.sums(stacked(list(windowed.values()))).T))
         first_30d, max_30d = seg.min(wms, np.nan), seg.max(wpaise, np.nan) / 100
 
         # the day's earlier rows: counted on top of the twin's totals, and the latest of them
@@ -624,10 +452,10 @@ class OnlineState:
             "pair_rows": pair_rows, "pair_paise": paise_g * pair_rows, "device_rows": device_rows, "day_paise": paise_g,
         }
         day_seg = _Segments(segment, k)
-        total.update(zip(counted, day_seg.sums(_stacked(list(counted.values()))).T))
+        total.update(zip(counted, day_seg.sums(stacked(list(counted.values()))).T))
         position = np.arange(len(segment))
         latest = {  # the latest earlier row of the day (with a value, for places), as positions
-            name: column for name, column in zip(("row", "salary", "city", "state", "geo"), day_seg.max(_stacked([
+            name: column for name, column in zip(("row", "salary", "city", "state", "geo"), day_seg.max(stacked([
                 np.where(mask, position, -1) for mask in (
                     np.ones(len(segment), dtype=bool), g["salary"] == 1, g["city"] >= 0, g["state"] >= 0,
                     ~np.isnan(g["lat"]) & ~np.isnan(g["lon"]),
@@ -698,7 +526,8 @@ class OnlineState:
         first_day = day_seg.min(np.where(pair_rows, ms_g, np.inf), np.inf)
         first_ms = np.where(np.isnan(first_ms), np.where(np.isinf(first_day), np.nan, first_day), first_ms)
         out["pair_tenure_days"] = (r.ms - first_ms) / DAY_MS
-        pair_spend = np.where(has_m, total["pair_paise"] + np.nan_to_num(_pick(self.pair_total["amount_sum_paise"], pair_at, 0.0)), np.nan)
+        twin_pair_paise = np.nan_to_num(_pick(self.pair_total["amount_sum_paise"], pair_at, 0.0))
+        pair_spend = np.where(has_m, total["pair_paise"] + twin_pair_paise, np.nan)
         customer_spend = total["day_paise"] + t["amount_sum_paise"]
         out["pair_spend_share"] = np.where(
             customer_spend > 0, pair_spend / np.where(customer_spend > 0, customer_spend, 1), np.nan
@@ -775,5 +604,6 @@ class OnlineState:
     def _device_features(self, r, out: dict) -> None:
         has_d = r.d >= 0
         d = np.maximum(r.d, 0)
-        sharing = self.device_openings.count(self.keys.base(d), self.keys.key(d, r.ms)) + _lookup(self.device_customers, r.d, 0.0)
+        sharing = self.device_openings.count(self.keys.base(d), self.keys.key(d, r.ms)) + _lookup(
+            self.device_customers, r.d, 0.0)
         out["customers_per_device"] = np.where(has_d, sharing, np.nan)

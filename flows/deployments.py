@@ -1,6 +1,7 @@
 """Deployments: the nightly run on a cron schedule in Asia/Kolkata, micro-batch scoring every minute,
-and every sub-flow as an ad-hoc deployment. Each deployment runs a thin entry flow that takes one typed parameter model (so the
-Prefect UI shows a form) and calls the sub-flow, whose own signature stays as the CLI and tests use it.
+and every sub-flow as an ad-hoc deployment. Each deployment runs a thin entry flow that takes one
+typed parameter model (so the Prefect UI shows a form) and calls the sub-flow, whose own signature
+stays as the CLI and tests use it.
 
 Entry flows import their sub-flow when they run: a run's process then loads only the libraries that
 sub-flow needs (an ad-hoc features run starts in seconds instead of first loading GX, MLflow and

@@ -31,6 +31,7 @@ log = logging.getLogger("finrisk.service")
 RESPONSE_COLUMNS = ("txn_id", *RESULT_SCHEMA, "duplicate")
 INLINE_ROWS = 64  # scoring calls up to this many transactions run on the event loop, larger ones in a thread
 BATCH_WAIT_S = 0.001  # when requests overlap, how long a call waits for more requests to score with
+_BODY = json.JSONEncoder(separators=(",", ":"))
 
 
 def request_records(transactions: list[Transaction]) -> list[dict]:
@@ -129,7 +130,7 @@ def _json_safe(value):
 
 def _results_json(results: list[dict], wrap: bool) -> Response:
     rows = [{name: r[name] for name in RESPONSE_COLUMNS} for r in results]
-    body = json.dumps({"results": rows} if wrap else rows[0], separators=(",", ":"))
+    body = _BODY.encode({"results": rows} if wrap else rows[0])
     return Response(content=body, media_type="application/json")
 
 

@@ -126,7 +126,8 @@ class ScoringEngine:
         book = DayBook(twin, TwinIndex(twin), journal, pristine, pristine)
         if replayed.height:
             book.records = records_of(replayed)
-            book.results = {r[0]: dict(zip(RESULT_FIELDS, r[1:])) for r in replayed.select("txn_id", *RESULT_FIELDS).iter_rows()}
+            results = replayed.select("txn_id", *RESULT_FIELDS).iter_rows()
+            book.results = {row[0]: dict(zip(RESULT_FIELDS, row[1:])) for row in results}
         self.gate.prime(twin.profiles.get_column("customer_id"))
         book.hidden = self.gate.excluded({r["customer_id"] for r in book.records})
         book.state = self._day_state(book)
@@ -166,7 +167,7 @@ class ScoringEngine:
     def _book_for(self, records: list[dict]) -> DayBook:
         if self.book is None:
             raise NotReady("no twin loaded")
-        days = sorted({datetime.fromtimestamp(r["ts_us"] / 1e6, ZONE).date() for r in records})
+        days = sorted({(EPOCH + r["ts_us"] * MICROSECOND).astimezone(ZONE).date() for r in records})
         if len(days) > 1:
             raise DayNotServed(
                 f"one request holds transactions of one business day (Asia/Kolkata); got {', '.join(map(str, days))}"
@@ -288,8 +289,9 @@ class ScoringEngine:
                     f"customer {customer_id!r} is not processed for fraud detection (consent withdrawn, or erased)"
                 )
             today = [r for r in book.records if r["customer_id"] == customer_id]
+        keys = {"customer_id": pl.String, "counterparty": pl.String, "device_id": pl.String}
         profile = book.index.slice(pl.DataFrame({"customer_id": [customer_id], "counterparty": [None], "device_id": [None]},
-                                                schema={"customer_id": pl.String, "counterparty": pl.String, "device_id": pl.String}))
+                                                schema=keys))
         if profile.profiles.height == 0 and not today:
             return None
         last = max((r["ts_us"] for r in today), default=None)

@@ -5,8 +5,7 @@ per-call overhead that dominates one or a few rows.
   the same time; scikit-learn walks them one tree at a time behind joblib (about 3 ms a call). The
   arithmetic is scikit-learn's, in its order (inputs as float32, depths summed tree by tree), so
   the ranks are the same.
-- The histogram detector (HBOS) is PyOD's own compiled function, called without the input checks
-  that cost more than the scoring of a few rows.
+- The histogram detector (HBOS) is the ensemble's own compiled scoring (models.hbos_fast).
 - LightGBM predicts on one thread: on two, waking the second thread costs more than a few rows.
 - Reason codes (LightGBM's per-feature contributions, about 0.4 ms a row) are computed only for the
   rows in the review or block band, the ones an analyst or the switch acts on.
@@ -15,9 +14,11 @@ per-call overhead that dominates one or a few rows.
 """
 from __future__ import annotations
 
-import numpy as np
-import polars as pl
+from functools import partial
 
+import numpy as np
+
+from models.hbos_fast import hbos_decision
 from models.reasons import top_reasons
 
 WALK_ROWS = 64  # up to this many rows, all trees are walked together
@@ -79,19 +80,6 @@ class FlatForest:
         return -(-scores - self.offset)
 
 
-def _histogram_scores(detector):
-    """PyOD's HBOS.decision_function without its input validation (the inputs here are already a
-    finite float64 matrix): the same compiled function, summed and negated the same way."""
-    from pyod.models.hbos import _calculate_outlier_scores
-
-    def raw(x: np.ndarray) -> np.ndarray:
-        scores = _calculate_outlier_scores(np.ascontiguousarray(x, dtype=np.float64), detector.bin_edges_,
-                                           detector.hist_, detector.n_bins, detector.alpha, detector.tol)
-        return np.sum(scores, axis=1) * -1
-
-    return raw
-
-
 class FastScorer:
     """score / anomaly_score / reasons of a FraudScorer for a float64 feature matrix (its columns)."""
 
@@ -104,8 +92,8 @@ class FastScorer:
         for name, detector in anomaly.fitted.items():
             if name == "iforest":
                 raw = FlatForest(detector.detector_).raw
-            elif name == "hbos" and not isinstance(detector.n_bins, str):
-                raw = _histogram_scores(detector)
+            elif name == "hbos":
+                raw = partial(hbos_decision, detector)  # the ensemble's own compiled HBOS
             else:
                 raw = detector.decision_function
             self._detectors.append((raw, anomaly.reference[name]))
@@ -121,7 +109,8 @@ class FastScorer:
         threads = 1 if len(x) < PARALLEL_ROWS else 2  # a second thread pays off only for many rows
         return self.booster.predict(np.column_stack([x, anomaly]), num_threads=threads)
 
-    def reasons(self, x: np.ndarray, anomaly: np.ndarray, explain: np.ndarray | None = None, top_k: int = 3) -> list[list[str]]:
+    def reasons(self, x: np.ndarray, anomaly: np.ndarray, explain: np.ndarray | None = None,
+                top_k: int = 3) -> list[list[str]]:
         """Reason codes for the rows where `explain` holds (all when None); an empty list for the others."""
         rows = np.arange(len(x)) if explain is None else np.flatnonzero(explain)
         reasons: list[list[str]] = [[] for _ in range(len(x))]

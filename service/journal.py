@@ -18,6 +18,9 @@ import polars as pl
 from service.scoring import RESULT_SCHEMA, TRANSACTION_FIELDS
 
 
+_LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: json.dumps would build one per line
+
+
 def journal_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "online" / "journal"
 
@@ -52,7 +55,7 @@ class Journal:
             line = {name: value for name in TRANSACTION_FIELDS if (value := record.get(name)) is not None}  # absent: null
             line["ts"] = record["ts_us"]
             line.update(result)
-            lines.append(json.dumps(line, separators=(",", ":"), allow_nan=False))
+            lines.append(_LINE.encode(line))
         self._write(("\n".join(lines) + "\n").encode())
 
     def append(self, rows: pl.DataFrame) -> None:

@@ -135,7 +135,7 @@ def test_an_erased_customer_is_dropped_from_the_running_service(own_data, scorin
         book = engine.book
         for table in (book.twin.profiles, book.twin.recent, book.twin.counterparties, book.twin.devices):
             assert table.filter(pl.col("customer_id") == erased).height == 0
-        assert erased not in {r["customer_id"] for r in book.records} and erased not in book.state.customers.index
+        assert erased not in {r["customer_id"] for r in book.records} and erased not in book.state.codes.customers.index
         assert len(book.results) == others.height
         assert client.get("/readyz").json()["scored_today"] == others.height
         retry = client.post("/v1/score", json=request_bodies(others.head(1))[0], headers=KEY).json()
@@ -164,7 +164,9 @@ def test_the_journal_follows_a_file_rewritten_under_it(tmp_path, scoring_dataset
     from service.scoring import RESULT_SCHEMA, TRANSACTION_FIELDS
 
     day = scoring_dataset.day_rows.head(3)
-    rows = day.select(pl.col(c) if c in day.columns else pl.lit(None, t).alias(c) for c, t in TRANSACTION_FIELDS.items()).with_columns(
+    rows = day.select(
+        pl.col(c) if c in day.columns else pl.lit(None, t).alias(c) for c, t in TRANSACTION_FIELDS.items()
+    ).with_columns(
         pl.lit(0.5).alias("score"), pl.lit(0.5).alias("anomaly_score"), pl.lit("review").alias("decision"),
         pl.lit(["r"]).alias("reasons"), pl.lit(1, pl.Int64).alias("model_version"),
     ).select(*TRANSACTION_FIELDS, *RESULT_SCHEMA)
