@@ -69,7 +69,8 @@ def with_sensitive(tx: pl.LazyFrame, layout: DataLayout, days: list[str] | None 
         return tx.with_columns(pl.lit(None, TRANSACTION_SCHEMA[c]).alias(c) for c in wanted)
     rows = tx.collect()
     if rows.height == side.height and rows.get_column("txn_id").equals(side.get_column("txn_id")):
-        return rows.hstack(side.drop("txn_id")).lazy()
+        # one chunk per column, so later steps need not copy the frame again to align chunks
+        return rows.hstack(side.drop("txn_id")).rechunk().lazy()
     return rows.lazy().join(side.lazy(), on="txn_id", how="left", maintain_order="left")
 
 
