@@ -11,14 +11,14 @@ from finrisk.encryption import EncryptionKeyError, add_master_key, current_key_i
 from finrisk.io import DataLayout
 
 encryption_app = typer.Typer(
-    help="Encryption at rest of ip, latitude and longitude: master keys and re-encryption.", no_args_is_help=True,
+    help="Encryption at rest of ip, latitude and longitude (side table and service journal): master keys and re-encryption.", no_args_is_help=True,
 )
 
 
 @encryption_app.command("status")
 def status(data_dir: DataDir = None) -> None:
     """Which master keys the dataset's encrypted files use, and what is still in the clear."""
-    from finrisk.sensitive import key_usage, plaintext_partitions
+    from finrisk.sensitive import key_usage, plaintext_journals, plaintext_partitions
 
     layout = DataLayout(data_dir_or_default(data_dir))
     try:
@@ -37,6 +37,10 @@ def status(data_dir: DataDir = None) -> None:
     plain = plaintext_partitions(layout)
     if plain:
         console.print(f"[yellow]{len(plain)} partition(s) still hold sensitive columns in the clear:[/] "
+                      "run `finrisk encryption reencrypt`")
+    journals = plaintext_journals(layout)
+    if journals:
+        console.print(f"[yellow]{len(journals)} service journal(s) still hold ip or coordinates in the clear:[/] "
                       "run `finrisk encryption reencrypt`")
 
 
@@ -66,8 +70,9 @@ def reencrypt(data_dir: DataDir = None) -> None:
     except EncryptionKeyError as error:
         fail(str(error))
     record(get_settings().audit_log, "reencrypt", str(layout.root), result)
-    console.print(f"{result['files_reencrypted']} file(s) re-encrypted and {result['partitions_split']} partition(s) "
-                  f"encrypted under master key {result['master_key']}")
+    console.print(f"{result['files_reencrypted']} file(s) re-encrypted, {result['partitions_split']} partition(s) "
+                  f"encrypted, {result['journals_rewrapped']} journal key(s) rewrapped and {result['journals_sealed']} "
+                  f"journal(s) sealed under master key {result['master_key']}")
 
 
 def register(app: typer.Typer) -> None:

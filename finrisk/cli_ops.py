@@ -59,7 +59,8 @@ def register(app: typer.Typer) -> None:
             help="Raw source folder the forms start with (default: DATA_DIR/raw).",
         )] = None,
         mapping: Annotated[Optional[Path], typer.Option(help="Mapping YAML the forms start with.")] = None,
-        limit: Annotated[int, typer.Option(min=1, help="Flow runs executed at the same time when serving.")] = 1,
+        # 2: the every-minute score-recent runs go on while one long run (the nightly) works.
+        limit: Annotated[int, typer.Option(min=1, help="Flow runs executed at the same time when serving.")] = 2,
         data_dir: DataDir = None,
     ) -> None:
         """Register the nightly deployment (02:00 Asia/Kolkata) and one ad-hoc deployment per sub-flow

@@ -144,6 +144,11 @@ def _kms_factory() -> Callable[[pe.KmsConnectionConfig], pe.KmsClient]:
         raise EncryptionKeyError(f"FINRISK_KMS_CLIENT={spec!r} is not an importable 'module:callable'") from None
 
 
+def kms_client() -> pe.KmsClient:
+    """The configured KMS client (the local keyring unless FINRISK_KMS_CLIENT names another)."""
+    return _kms_factory()(pe.KmsConnectionConfig())
+
+
 def current_key_id() -> str:
     """The master key new files are written with (for the local KMS: the keyring's first)."""
     settings = get_settings()

@@ -19,6 +19,7 @@ import polars as pl
 
 from finrisk.encryption import current_key_id, footer_master_key, read_encrypted, write_encrypted
 from finrisk.io import DataLayout, write_parquet_atomic
+from finrisk.sealing import has_clear_fields, key_master, rewrap, seal_file
 from finrisk.schema import PROCESSED_COLUMNS, SENSITIVE_FIELDS, TRANSACTION_SCHEMA
 
 
@@ -92,11 +93,22 @@ def plaintext_partitions(layout: DataLayout) -> list[Path]:
     return [p for p in parts if set(SENSITIVE_FIELDS) & set(pl.read_parquet_schema(p))]
 
 
+def journal_files(layout: DataLayout) -> list[Path]:
+    """The scoring service's day journals, whose lines carry these fields sealed (finrisk.sealing)."""
+    folder = layout.root / "online" / "journal"
+    return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+
+
+def plaintext_journals(layout: DataLayout) -> list[Path]:
+    return [p for p in journal_files(layout) if has_clear_fields(p)]
+
+
 def key_usage(layout: DataLayout) -> dict[str, int]:
-    """{master key id: side files whose keys it wraps}."""
+    """{master key id: side files and journals whose keys it wraps}."""
     usage: dict[str, int] = {}
-    for path in side_files(layout):
-        key = footer_master_key(path) or "unknown"
+    keys = [footer_master_key(p) or "unknown" for p in side_files(layout)]
+    keys += [key for p in journal_files(layout) if (key := key_master(p)) is not None]
+    for key in keys:
         usage[key] = usage.get(key, 0) + 1
     return usage
 
@@ -108,7 +120,8 @@ def reencrypt(layout: DataLayout, on_step=None) -> dict:
     current = current_key_id()
     plain = plaintext_partitions(layout)
     pending = [p for p in side_files(layout) if footer_master_key(p) != current]
-    total, done = len(plain) + len(pending), 0
+    journals = journal_files(layout)
+    total, done = len(plain) + len(pending) + len(journals), 0
     for part in plain:
         rows = pl.read_parquet(part, hive_partitioning=False)  # the clear columns win over any side file
         write_partition(layout, part.parent.name.removeprefix("date="), rows)
@@ -122,4 +135,14 @@ def reencrypt(layout: DataLayout, on_step=None) -> dict:
         done += 1
         if on_step:
             on_step(done, total)
-    return {"master_key": current, "partitions_split": len(plain), "files_reencrypted": len(pending)}
+    journals_sealed = journals_rewrapped = 0
+    for path in journals:
+        journals_rewrapped += rewrap(path)  # the data key only: the lines stay as they are
+        if has_clear_fields(path):
+            seal_file(path)
+            journals_sealed += 1
+        done += 1
+        if on_step:
+            on_step(done, total)
+    return {"master_key": current, "partitions_split": len(plain), "files_reencrypted": len(pending),
+            "journals_rewrapped": journals_rewrapped, "journals_sealed": journals_sealed}

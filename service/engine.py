@@ -121,6 +121,7 @@ class ScoringEngine:
         self.gate.refresh()  # before reading: what the files say from here on is what this day starts with
         twin = read_twin(self.data_dir, day)
         journal = Journal(self.data_dir, twin.as_of, self.fsync)
+        journal.ensure_key()
         replayed = journal.replay().unique("txn_id", keep="first", maintain_order=True)
         pristine = OnlineState(twin, extra_labels(twin, self.labels))
         book = DayBook(twin, TwinIndex(twin), journal, pristine, pristine)

@@ -3,11 +3,11 @@
 It is what makes the in-memory velocity state recoverable: after a restart the day's journal is
 replayed on top of the twin, so the next transaction sees every earlier one again. Lines are
 appended and flushed before the response is sent; a line torn by a crash is never acknowledged, so
-replay drops it.
+replay drops it. ip and coordinates are sealed on each line (finrisk.sealing), under a data key
+of the file wrapped by the encryption master key.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from datetime import date
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from finrisk.sealing import Sealer, read_lines
 from service.scoring import RESULT_SCHEMA, TRANSACTION_FIELDS
 
 
@@ -25,42 +26,46 @@ def journal_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "online" / "journal"
 
 
-def _to_lines(rows: pl.DataFrame) -> bytes:
-    # Epoch microseconds keep every instant exact through the text form.
-    return rows.with_columns(pl.col("ts").dt.epoch("us")).write_ndjson().encode()
-
-
 class Journal:
     def __init__(self, data_dir: Path, day: date, fsync: bool = False):
         self.path = journal_dir(data_dir) / f"date={day.isoformat()}.jsonl"
         self.fsync = fsync
         self._fh = None
+        self._sealer: Sealer | None = None
 
     def replay(self) -> pl.DataFrame:
         """The day's scored transactions and their results, in the order they were scored."""
         columns = {**TRANSACTION_FIELDS, **RESULT_SCHEMA}
         if not self.path.exists():
             return pl.DataFrame(schema=columns)
-        data = self.path.read_bytes()
-        complete = data[: data.rfind(b"\n") + 1]  # a torn last line was never acknowledged
-        if not complete:
-            return pl.DataFrame(schema=columns)
-        raw = pl.read_ndjson(io.BytesIO(complete), schema={**columns, "ts": pl.Int64})
+        raw = read_lines(self.path, {**columns, "ts": pl.Int64})
         return raw.with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC"))
 
     def append_records(self, records: list[dict], results: list[dict]) -> None:
         """Request records (TRANSACTION_FIELDS with `ts_us`) and their results, one line each."""
         lines = []
+        sealer = self._sealing()
         for record, result in zip(records, results):  # the request's rows, one line each
             line = {name: value for name in TRANSACTION_FIELDS if (value := record.get(name)) is not None}  # absent: null
             line["ts"] = record["ts_us"]
             line.update(result)
-            lines.append(_LINE.encode(line))
+            lines.append(_LINE.encode(sealer.split(line)))
         self._write(("\n".join(lines) + "\n").encode())
 
     def append(self, rows: pl.DataFrame) -> None:
         """Canonical rows (TRANSACTION_FIELDS, ts timezone-aware) with their RESULT_SCHEMA columns."""
-        self._write(_to_lines(rows))
+        # Epoch microseconds keep every instant exact through the text form.
+        records = rows.with_columns(pl.col("ts").dt.epoch("us").alias("ts_us")).to_dicts()
+        self.append_records(records, [{name: record[name] for name in RESULT_SCHEMA} for record in records])
+
+    def ensure_key(self) -> None:
+        """Load (or create) the file's data key now, so missing encryption keys stop the start-up."""
+        self._sealing()
+
+    def _sealing(self) -> Sealer:
+        if self._sealer is None or (self._fh is not None and self._replaced()):
+            self._sealer = Sealer(self.path)  # a new file (after an erasure rewrite) may come with a new key
+        return self._sealer
 
     def _write(self, data: bytes) -> None:
         if self._fh is not None and self._replaced():
