@@ -1,8 +1,8 @@
 """Scoring service benchmark: `finrisk serve` on loopback under an open-loop load generator.
 
-Set-up: a generated dataset (2,000 customers x 40 days), its batch features, a champion trained on
-them in a temporary MLflow store, and the twin of day 36. The service runs as a real process under
-`/usr/bin/time -v` (peak memory). The load generator runs in this process: plain HTTP/1.1 over
+Set-up: a generated dataset (2,000 customers x 40 days) with ip and coordinates, its batch features,
+a champion trained on them in a temporary MLflow store, and the twin of day 36. The service runs as
+a real process under `/usr/bin/time -v` (peak memory). The load generator runs in this process: plain HTTP/1.1 over
 asyncio streams with the requests encoded beforehand, so that it needs far less CPU than the
 service it measures (an HTTP client library needs more per request than the service does, and both
 share the machine's two cores). Each request is timed from the instant it was due, so queueing
@@ -47,13 +47,14 @@ def _prepare(out_dir: Path) -> tuple[Path, pl.DataFrame]:
     from features.transactions import transaction_features
     from features.twin import build_twin, write_twin
     from finrisk.io import DataLayout, scan_partitioned
+    from finrisk.sensitive import with_sensitive
     from models.fraud_model import TrainWindows, train_fraud_model
     from models.registry import configure, load_alias, log_and_register
     from tasks.train import day_start_utc
 
     data = processed_table(HERE / "out" / "feature-data", 2000, 40, seed=7)
     layout = DataLayout(data)
-    tx = scan_partitioned(layout.transactions)
+    tx = with_sensitive(scan_partitioned(layout.transactions), layout)  # requests carry ip and coordinates
     first_day = tx.select(pl.col("date").min()).collect().item()
     day = (pl.Series([first_day]).str.to_date()[0]) + timedelta(days=DAY_OFFSET)
     labels = pl.read_parquet(layout.labels)

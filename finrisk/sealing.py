@@ -24,7 +24,6 @@ from finrisk.encryption import EncryptionKeyError, current_key_id, kms_client
 from finrisk.schema import SENSITIVE_FIELDS, TRANSACTION_SCHEMA
 
 SEALED = "sealed"
-_FIELDS = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def key_path(path: Path) -> Path:
@@ -74,9 +73,22 @@ class Sealer:
             raise EncryptionKeyError(f"{path} holds sealed fields but its key file {key_path(path)} is missing")
         self._aead = AESGCM(data_key)
 
-    def seal(self, values: dict) -> str:
-        nonce = secrets.token_bytes(12)
-        return base64.b64encode(nonce + self._aead.encrypt(nonce, _FIELDS.encode(values).encode(), None)).decode()
+    def seal_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The frame with its sensitive columns replaced by one sealed column (null where none is set)."""
+        present = [name for name in SENSITIVE_FIELDS if name in frame.columns]
+        if not present:
+            return frame
+        plain = frame.select(
+            pl.when(pl.any_horizontal(pl.col(name).is_not_null() for name in present))
+            .then(pl.struct(present).struct.json_encode())
+        ).to_series().to_list()
+        nonces = secrets.token_bytes(12 * len(plain))  # one call for the whole frame
+        encrypt, encode = self._aead.encrypt, base64.b64encode
+        sealed = [
+            None if text is None else encode((nonce := nonces[12 * i:12 * i + 12]) + encrypt(nonce, text.encode(), None)).decode()
+            for i, text in enumerate(plain)
+        ]
+        return frame.drop(present).with_columns(pl.Series(SEALED, sealed, pl.String))
 
     def open(self, sealed: str) -> dict:
         raw = base64.b64decode(sealed)
@@ -84,15 +96,6 @@ class Sealer:
             return json.loads(self._aead.decrypt(raw[:12], raw[12:], None))
         except InvalidTag:
             raise EncryptionKeyError(f"a sealed line of {self.path} does not open with its key file") from None
-
-    def split(self, line: dict) -> dict:
-        """The line without its sensitive fields, which go into one sealed value (when any is set)."""
-        hidden = {name: line.pop(name) for name in SENSITIVE_FIELDS if line.get(name) is not None}
-        for name in SENSITIVE_FIELDS:
-            line.pop(name, None)
-        if hidden:
-            line[SEALED] = self.seal(hidden)
-        return line
 
     def unseal_column(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The sensitive columns back from the sealed one (clear columns of older lines kept)."""
@@ -108,40 +111,31 @@ class Sealer:
         ).drop(SEALED, strict=False)
 
 
-def _clear(line: dict) -> bool:
-    return any(line.get(name) is not None for name in SENSITIVE_FIELDS)
-
-
 def has_clear_fields(path: Path) -> bool:
     """Whether a journal still holds sensitive fields in the clear (written before sealing)."""
-    return any(_clear(json.loads(text)) for text in path.read_text().splitlines() if text.strip().startswith("{"))
+    lines = (json.loads(text) for text in path.read_text().splitlines() if text.strip().startswith("{"))
+    return any(line.get(name) is not None for line in lines for name in SENSITIVE_FIELDS)
 
 
 def seal_file(path: Path) -> int:
-    """Rewrite a journal with its clear sensitive fields sealed; returns the lines changed."""
+    """Rewrite a journal with its clear sensitive fields sealed; returns the lines that had any."""
     data = path.read_bytes()
     complete = data[: data.rfind(b"\n") + 1]
     if not complete.strip():
         return 0
+    frame = pl.read_ndjson(io.BytesIO(complete), infer_schema_length=None)
+    present = [name for name in SENSITIVE_FIELDS if name in frame.columns]
+    clear = frame.select(pl.any_horizontal(pl.col(name).is_not_null() for name in present).sum()).item() if present else 0
     sealer = Sealer(path)
-    lines, changed = [], 0
-    for text in complete.decode().splitlines():
-        if not text.strip():
-            continue
-        line = json.loads(text)
-        if _clear(line):
-            if line.get(SEALED):  # sealed fields and clear ones on one line: the clear ones win
-                line = {**sealer.open(line.pop(SEALED)), **{k: v for k, v in line.items() if v is not None}}
-            line = sealer.split(line)
-            changed += 1
-        lines.append(json.dumps(line, separators=(",", ":")))
+    if SEALED in frame.columns:  # lines sealed already keep their values; a clear value on the same line wins
+        frame = sealer.unseal_column(frame)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_text("\n".join(lines) + "\n")
+        tmp.write_bytes(sealer.seal_frame(frame).write_ndjson().encode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return changed
+    return clear
 
 
 def rewrap(path: Path) -> bool:

@@ -244,7 +244,8 @@ class ScoringEngine:
 
     def _score_new(self, book: DayBook, records: list[dict], scorer: FastScorer, version: int,
                    with_features: bool) -> tuple[list[dict], pl.DataFrame | None]:
-        batch, undo = book.state.stage(columns_of(records))
+        columns = columns_of(records)
+        batch, undo = book.state.stage(columns)
         try:
             x = batch.matrix(scorer.columns)
             anomaly = scorer.anomaly(x)
@@ -252,12 +253,14 @@ class ScoringEngine:
             decision = np.where(score >= self.block_threshold, "block",
                                 np.where(score >= self.review_threshold, "review", "allow"))
             reasons = scorer.reasons(x, anomaly, decision != "allow")
+            outcome = {"score": score.tolist(), "anomaly_score": anomaly.tolist(), "decision": decision.tolist(),
+                       "reasons": reasons, "model_version": [version] * len(records)}
+            # Journal first: a transaction counts in the velocity state only once it is durable.
+            book.journal.append_columns(columns, outcome)
             results = [
                 {"score": s, "anomaly_score": a, "decision": d, "reasons": why, "model_version": version}
-                for s, a, d, why in zip(score.tolist(), anomaly.tolist(), decision.tolist(), reasons)
+                for s, a, d, why in zip(outcome["score"], outcome["anomaly_score"], outcome["decision"], reasons)
             ]
-            # Journal first: a transaction counts in the velocity state only once it is durable.
-            book.journal.append_records(records, results)
         except BaseException:
             book.state.rollback(undo)
             raise

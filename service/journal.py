@@ -8,7 +8,6 @@ of the file wrapped by the encryption master key.
 """
 from __future__ import annotations
 
-import json
 import os
 from datetime import date
 from pathlib import Path
@@ -17,9 +16,6 @@ import polars as pl
 
 from finrisk.sealing import Sealer, read_lines
 from service.scoring import RESULT_SCHEMA, TRANSACTION_FIELDS
-
-
-_LINE = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # built once: json.dumps would build one per line
 
 
 def journal_dir(data_dir: Path) -> Path:
@@ -41,22 +37,20 @@ class Journal:
         raw = read_lines(self.path, {**columns, "ts": pl.Int64})
         return raw.with_columns(pl.from_epoch("ts", "us").dt.replace_time_zone("UTC"))
 
-    def append_records(self, records: list[dict], results: list[dict]) -> None:
-        """Request records (TRANSACTION_FIELDS with `ts_us`) and their results, one line each."""
-        lines = []
-        sealer = self._sealing()
-        for record, result in zip(records, results):  # the request's rows, one line each
-            line = {name: value for name in TRANSACTION_FIELDS if (value := record.get(name)) is not None}  # absent: null
-            line["ts"] = record["ts_us"]
-            line.update(result)
-            lines.append(_LINE.encode(sealer.split(line)))
-        self._write(("\n".join(lines) + "\n").encode())
+    def append_columns(self, columns: dict[str, list], results: dict[str, list]) -> None:
+        """Transactions as columns (TRANSACTION_FIELDS but `ts`, plus `ts_us`) and their RESULT_SCHEMA
+        columns, one line each; written as one frame (a line at a time would cost more than scoring)."""
+        frame = pl.DataFrame(
+            {**{name: columns[name] for name in TRANSACTION_FIELDS if name != "ts"}, "ts": columns["ts_us"], **results},
+            schema={**TRANSACTION_FIELDS, "ts": pl.Int64, **RESULT_SCHEMA}, strict=False,
+        )
+        self._write(self._sealing().seal_frame(frame).write_ndjson().encode())
 
     def append(self, rows: pl.DataFrame) -> None:
         """Canonical rows (TRANSACTION_FIELDS, ts timezone-aware) with their RESULT_SCHEMA columns."""
         # Epoch microseconds keep every instant exact through the text form.
-        records = rows.with_columns(pl.col("ts").dt.epoch("us").alias("ts_us")).to_dicts()
-        self.append_records(records, [{name: record[name] for name in RESULT_SCHEMA} for record in records])
+        frame = rows.select(*TRANSACTION_FIELDS, *RESULT_SCHEMA).with_columns(pl.col("ts").dt.epoch("us"))
+        self._write(self._sealing().seal_frame(frame).write_ndjson().encode())
 
     def ensure_key(self) -> None:
         """Load (or create) the file's data key now, so missing encryption keys stop the start-up."""
