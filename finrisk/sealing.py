@@ -24,6 +24,7 @@ from finrisk.encryption import EncryptionKeyError, current_key_id, kms_client
 from finrisk.schema import SENSITIVE_FIELDS, TRANSACTION_SCHEMA
 
 SEALED = "sealed"
+_FIELDS = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def key_path(path: Path) -> Path:
@@ -72,6 +73,15 @@ class Sealer:
         else:
             raise EncryptionKeyError(f"{path} holds sealed fields but its key file {key_path(path)} is missing")
         self._aead = AESGCM(data_key)
+
+    def seal_line(self, line: dict) -> dict:
+        """One line (a dict of its set fields) with its sensitive fields in one sealed value."""
+        hidden = {name: line.pop(name) for name in SENSITIVE_FIELDS if name in line}
+        if hidden:
+            nonce = secrets.token_bytes(12)
+            sealed = self._aead.encrypt(nonce, _FIELDS.encode(hidden).encode(), None)
+            line[SEALED] = base64.b64encode(nonce + sealed).decode()
+        return line
 
     def seal_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         """The frame with its sensitive columns replaced by one sealed column (null where none is set)."""

@@ -109,3 +109,17 @@ def test_master_key_rotation_rewraps_the_journal_key(tmp_path, key_file):  # noq
     key_file.write_text(f"{new} {ring[new].hex()}\n")  # the old master key is gone
     reset_settings()
     assert Journal(tmp_path, DAY).replay().equals(rows)
+
+
+@pytest.mark.parametrize("frame_rows", [1, 1000])
+def test_lines_written_one_at_a_time_or_as_a_frame_replay_alike(tmp_path, monkeypatch, frame_rows):
+    import service.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "FRAME_ROWS", frame_rows)
+    rows = _rows()
+    columns = rows.with_columns(pl.col("ts").dt.epoch("us").alias("ts_us")).drop("ts").to_dict(as_series=False)
+    journal = Journal(tmp_path, DAY)
+    journal.append_columns(columns, {name: columns.pop(name) for name in RESULT_SCHEMA})
+    journal.close()
+    assert not any(secret in journal.path.read_bytes() for secret in SECRETS)
+    assert Journal(tmp_path, DAY).replay().equals(rows)
