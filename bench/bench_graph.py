@@ -132,6 +132,17 @@ def step_warm() -> dict:
     return {"seconds": time.perf_counter() - start}
 
 
+def _server_cpu_seconds() -> float | None:
+    """CPU time (user + system) of the bench server so far: unlike wall time, it hardly depends on
+    what else runs on the shared machine."""
+    try:
+        pid = (_settings().neo4j_home / "run" / "neo4j.pid").read_text().strip()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def step_upsert(data_dir: str, day: str, workers: int, batch_rows: int) -> dict:
     from finrisk.io import DataLayout, scan_partitioned
     from graph_loaders.incremental import day_frames, partition_rows, record_loaded_days, write_frames
@@ -141,10 +152,10 @@ def step_upsert(data_dir: str, day: str, workers: int, batch_rows: int) -> dict:
     try:
         start = time.perf_counter()
         frames = day_frames(scan_partitioned(DataLayout(Path(data_dir)).transactions), [day])
-        framed = time.perf_counter()
+        framed, server_cpu = time.perf_counter(), _server_cpu_seconds()
         write_frames(driver, "neo4j", frames.graph, frames.prune, batch_rows=batch_rows, workers=workers)
         record_loaded_days(driver, "neo4j", {day: partition_rows(DataLayout(Path(data_dir)))[day]})
-        written = time.perf_counter()
+        written, server_cpu_after = time.perf_counter(), _server_cpu_seconds()
         counts = graph_counts(driver, "neo4j")
     finally:
         driver.close()
@@ -152,6 +163,7 @@ def step_upsert(data_dir: str, day: str, workers: int, batch_rows: int) -> dict:
         "rust_packstream": "neo4j._rust" in sys.modules and sys.modules["neo4j._rust"] is not None,
         "nodes": frames.graph.node_count(), "relationships": frames.graph.rel_count(),
         "frames_seconds": framed - start, "write_seconds": written - framed, "graph": counts,
+        "server_cpu_seconds": None if server_cpu is None else server_cpu_after - server_cpu,
     }
 
 
@@ -281,7 +293,8 @@ def main(out_dir: Path) -> dict:
                FINRISK_NEO4J_HTTP_PORT=str(HTTP_PORT), FINRISK_NEO4J_URI=f"bolt://127.0.0.1:{BOLT_PORT}",
                FINRISK_NEO4J_PASSWORD=password, FINRISK_NEO4J_HEAP=MEMORY, FINRISK_NEO4J_PAGECACHE=MEMORY,
                PYTHONPATH=str(PROJECT))
-    figures: dict = {"neo4j_memory": f"heap {MEMORY}, page cache {MEMORY}", "machine_shared": True}
+    figures: dict = {"neo4j_memory": f"heap {MEMORY}, page cache {MEMORY}", "machine_shared": True,
+                     "load_average_at_start": os.getloadavg()}
     try:
         neo4j_up(settings)
         data = processed_data(out_dir, *DATASETS["10m"])
@@ -328,6 +341,7 @@ def main(out_dir: Path) -> dict:
             figures["bulk_wide"] = {"customers": DATASETS["wide"][0], "days": DATASETS["wide"][1],
                                     **_rates(_measured("bulk", str(wide), env=env))}
         figures["neo4j_server_peak_rss_mib"] = _server_peak_rss_mib(home)
+        figures["load_average_at_end"] = os.getloadavg()
     finally:
         neo4j_down(settings)
     return figures

@@ -1,4 +1,4 @@
-"""Full initial load: CSV files for `neo4j-admin database import full`, imported into a fresh
+"""Full initial load: Parquet files for `neo4j-admin database import full`, imported into a fresh
 database that is then switched in.
 
 The import writes a staging database next to the live one while the server keeps serving the old
@@ -24,11 +24,9 @@ from finrisk.io import DataLayout, scan_partitioned
 from finrisk.services import NEO4J_SCRIPTS, neo4j_down, neo4j_up
 from graph_loaders.edges import GraphFrames, graph_frames
 from graph_loaders.incremental import NothingToLoad, partition_rows
-from graph_loaders.model import DATETIME, LOADED_DAY, NODES, RELATIONSHIPS, NodeSpec, RelSpec, end_key, start_key
+from graph_loaders.model import DATETIME, LOADED_DAY, NODES, RELATIONSHIPS, end_key, start_key
 from graph_loaders.neo4j_load import connect
 from graph_loaders.schema import ensure_schema
-
-CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # UTC; Neo4j reads it as a DateTime with offset Z
 
 
 class BulkImportError(RuntimeError):
@@ -37,8 +35,8 @@ class BulkImportError(RuntimeError):
 
 @dataclass
 class ImportFiles:
-    nodes: list[tuple[str, Path, Path]] = field(default_factory=list)  # (label, header, data)
-    relationships: list[tuple[str, Path, Path]] = field(default_factory=list)  # (type, header, data)
+    nodes: list[tuple[str, Path]] = field(default_factory=list)  # (label, parquet file)
+    relationships: list[tuple[str, Path]] = field(default_factory=list)  # (type, parquet file)
     node_rows: int = 0
     relationship_rows: int = 0
 
@@ -49,7 +47,7 @@ class BulkImportReport:
     relationships: int
     days: int
     frames_seconds: float
-    csv_seconds: float
+    files_seconds: float  # writing the Parquet input
     import_seconds: float  # neo4j-admin, JVM start included
     importer_seconds: float | None  # the importer's own figure
     switch_seconds: float  # stop, swap, start, constraints built and online
@@ -58,61 +56,50 @@ class BulkImportReport:
         return dict(self.__dict__)
 
 
-def _header_field(name: str, kind: str) -> str:
-    return f"{name}:{kind}"
-
-
-def node_header(node: NodeSpec) -> str:
-    return ",".join([f":ID({node.label})", node.key, *(_header_field(n, k) for n, k in node.props)])
-
-
-def relationship_header(rel: RelSpec) -> str:
-    return ",".join([
-        f":START_ID({rel.start})", f":END_ID({rel.end})", *(_header_field(n, k) for n, k in rel.props),
-    ])
-
-
-def _csv_ready(frame: pl.DataFrame, kinds: dict[str, str]) -> pl.DataFrame:
-    return frame.with_columns(
-        pl.col(name).dt.convert_time_zone("UTC").dt.strftime(CSV_TIME_FORMAT)
-        for name, kind in kinds.items() if kind == DATETIME
-    )
+def _typed(frame: pl.DataFrame, props: tuple[tuple[str, str], ...]) -> pl.DataFrame:
+    """Times as UTC instants (Parquet TIMESTAMP adjusted to UTC: the importer makes DateTime with offset Z)."""
+    return frame.with_columns(pl.col(name).dt.convert_time_zone("UTC") for name, kind in props if kind == DATETIME)
 
 
 def write_import_files(frames: GraphFrames, out_dir: Path, days: dict[str, int]) -> ImportFiles:
-    """One header file and one headerless data file per node label and per relationship spec.
+    """One Parquet file per node label and per relationship spec; column names are import headers.
 
-    Nodes get integer import ids (their row number within the label) and relationships refer to
-    those: the importer maps integers much faster than strings; the keys are ordinary properties.
+    Every node gets a store id of its own (`--id-type=actual`): labels take consecutive ranges
+    from 0, and relationships name their ends by those ids, so the importer needs no id mapping
+    (looking up 14 M relationship ends in its id index was a quarter of the import's CPU). Parquet
+    carries typed values: times arrive as instants instead of ISO strings the importer would have
+    to parse (a third of the CPU of a CSV import). Keys stay ordinary properties.
     """
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     files = ImportFiles()
     loaded = pl.DataFrame({"date": list(days), "rows": list(days.values())}, schema={"date": pl.String, "rows": pl.Int64})
-    import_ids: dict[str, pl.DataFrame] = {}
+    store_ids: dict[str, pl.DataFrame] = {}
+    first_id = 0
     for node, frame in [*((n, frames.nodes[n.label]) for n in NODES), (LOADED_DAY, loaded)]:
-        numbered = frame.with_row_index("_import_id")
-        import_ids[node.label] = numbered.select(node.key, "_import_id")
-        header, data = out_dir / f"{node.label}.header.csv", out_dir / f"{node.label}.csv"
-        header.write_text(node_header(node) + "\n")
-        _csv_ready(numbered, dict(node.props)).write_csv(data, include_header=False)
-        files.nodes.append((node.label, header, data))
+        numbered = frame.select(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + first_id).alias(":ID"), node.key, *(n for n, _ in node.props)
+        )
+        first_id += frame.height
+        store_ids[node.label] = numbered.select(pl.col(node.key), pl.col(":ID"))
+        path = out_dir / f"{node.label}.parquet"
+        _typed(numbered, node.props).write_parquet(path)
+        files.nodes.append((node.label, path))
         files.node_rows += frame.height
     for rel in RELATIONSHIPS:
         start, end = start_key(rel), end_key(rel)
         frame = (
             frames.rels[rel.name]
-            .join(import_ids[rel.start].rename({"_import_id": "_start"}), on=start, how="inner")
-            .join(import_ids[rel.end].rename({"_import_id": "_end"}), on=end, how="inner")
-            .select("_start", "_end", *(name for name, _ in rel.props))
+            .join(store_ids[rel.start].rename({":ID": ":START_ID"}), on=start, how="inner")
+            .join(store_ids[rel.end].rename({":ID": ":END_ID"}), on=end, how="inner")
+            .select(":START_ID", ":END_ID", *(name for name, _ in rel.props))
         )
         if frame.height != frames.rels[rel.name].height:
             raise BulkImportError(f"{rel.name}: {frames.rels[rel.name].height - frame.height} relationships end on no node")
-        header, data = out_dir / f"{rel.name}.header.csv", out_dir / f"{rel.name}.csv"
-        header.write_text(relationship_header(rel) + "\n")
-        _csv_ready(frame, dict(rel.props)).write_csv(data, include_header=False)
-        files.relationships.append((rel.type, header, data))
+        path = out_dir / f"{rel.name}.parquet"
+        _typed(frame, rel.props).write_parquet(path)
+        files.relationships.append((rel.type, path))
         files.relationship_rows += frame.height
     return files
 
@@ -125,13 +112,13 @@ def import_arguments(files: ImportFiles, database: str, threads: int | None = No
     batch import does not support schema changes"), so constraints are created after the switch.
     """
     args = [
-        "database", "import", "full", database, "--overwrite-destination", "--id-type=integer",
-        f"--max-off-heap-memory={max_off_heap}",
+        "database", "import", "full", database, "--overwrite-destination", "--input-type=parquet",
+        "--id-type=actual", f"--max-off-heap-memory={max_off_heap}",
     ]
     if threads:
         args.append(f"--threads={threads}")
-    args += [f"--nodes={label}={header},{data}" for label, header, data in files.nodes]
-    args += [f"--relationships={rel_type}={header},{data}" for rel_type, header, data in files.relationships]
+    args += [f"--nodes={label}={path}" for label, path in files.nodes]
+    args += [f"--relationships={rel_type}={path}" for rel_type, path in files.relationships]
     return args
 
 
@@ -228,7 +215,7 @@ def bulk_load(settings: Settings, data_dir: Path, work_dir: Path | None = None, 
     shutil.rmtree(work_dir, ignore_errors=True)
     return BulkImportReport(
         nodes=files.node_rows - len(rows), relationships=files.relationship_rows, days=len(rows),
-        frames_seconds=framed - started, csv_seconds=written - framed, import_seconds=imported - written,
+        frames_seconds=framed - started, files_seconds=written - framed, import_seconds=imported - written,
         importer_seconds=importer,
         switch_seconds=switched - imported,
     )

@@ -27,19 +27,25 @@ def _set(var: str, props: tuple[tuple[str, str], ...]) -> str:
 
 
 def merge_nodes(node: NodeSpec) -> str:
-    return "\n".join((
+    """MERGE on the key, SET the properties; returns the element ids in row order as one list (one
+    record of two lists unpacks much faster in the driver than a record per node)."""
+    return "\n".join(line for line in (
         f"UNWIND range(0, size(${node.key}) - 1) AS i",
         f"MERGE (n:{node.label} {{{node.key}: ${node.key}[i]}})",
         _set("n", node.props),
-    ))
+        "WITH i, elementId(n) AS id ORDER BY i",
+        "RETURN collect(id) AS ids",
+    ) if line)
 
 
 def merge_relationships(rel: RelSpec) -> str:
-    """MATCH both ends (nodes are upserted first), MERGE the relationship, SET its aggregates."""
+    """Find both ends by the element ids the node upsert returned, MERGE the relationship, SET its
+    aggregates. An id seek costs a fraction of a unique-index seek on a string key, which was
+    the largest single cost of the upsert (two seeks per relationship)."""
     return "\n".join((
         "UNWIND range(0, size($start) - 1) AS i",
-        f"MATCH (a:{rel.start} {{{start_key(rel)}: $start[i]}})",
-        f"MATCH (b:{rel.end} {{{end_key(rel)}: $end[i]}})",
+        "MATCH (a) WHERE elementId(a) = $start[i]",
+        "MATCH (b) WHERE elementId(b) = $end[i]",
         f"MERGE (a)-[r:{rel.type}]->(b)",
         _set("r", rel.props),
     ))

@@ -23,13 +23,15 @@ from graph_loaders.edges import (
     GraphFrames, check_columns, node_properties, nodes_for, relationship_frames, vpa_owners,
 )
 from graph_loaders.model import (
-    ACCOUNT, CITY, CUSTOMER, LOADED_DAY, MERCHANT, MERCHANT_CITY, NODES, RELATIONSHIPS, end_key, start_key,
+    ACCOUNT, CITY, CUSTOMER, LOADED_DAY, MERCHANT, MERCHANT_CITY, NODES, RELATIONSHIPS, NodeSpec, RelSpec, end_key,
+    start_key,
 )
 from graph_loaders.schema import ensure_schema
 
 BATCH_ROWS = 10_000
 WORKERS = 2  # parallel writers; more than the server's cores only adds lock waits
 Progress = Callable[[str, int], None]  # (what, rows just written)
+NODE_ID = "_element_id"
 
 
 class NothingToLoad(FileNotFoundError):
@@ -143,6 +145,14 @@ def split_by_start(frame: pl.DataFrame, parts: int) -> list[pl.DataFrame]:
     return [frame.slice(a, b - a) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
+def _in_parallel(frame: pl.DataFrame, workers: int, write: Callable[[pl.DataFrame], pl.DataFrame | None]) -> list:
+    pieces = split_by_start(frame, workers)
+    if len(pieces) == 1:
+        return [write(pieces[0])]
+    with ThreadPoolExecutor(max_workers=len(pieces)) as pool:
+        return [future.result() for future in [pool.submit(write, piece) for piece in pieces]]
+
+
 def _run_batches(driver: Driver, database: str, query: str, frame: pl.DataFrame, rename: dict[str, str],
                  batch_rows: int, what: str, progress: Progress | None, workers: int) -> None:
     def write(piece: pl.DataFrame) -> None:
@@ -153,28 +163,53 @@ def _run_batches(driver: Driver, database: str, query: str, frame: pl.DataFrame,
             if progress is not None:
                 progress(what, batch.height)
 
-    pieces = split_by_start(frame, workers)
-    if len(pieces) == 1:
-        write(pieces[0])
-        return
-    with ThreadPoolExecutor(max_workers=len(pieces)) as pool:
-        for future in [pool.submit(write, piece) for piece in pieces]:
-            future.result()
+    _in_parallel(frame, workers, write)
+
+
+def upsert_nodes(driver: Driver, database: str, node: NodeSpec, frame: pl.DataFrame, batch_rows: int = BATCH_ROWS,
+                 progress: Progress | None = None, workers: int = WORKERS) -> pl.DataFrame:
+    """MERGE the nodes; returns their keys with the element ids the relationships are written by."""
+    query = cypher.merge_nodes(node)
+
+    def write(piece: pl.DataFrame) -> pl.DataFrame:
+        ids = []
+        for batch in cypher.batches(piece, batch_rows):
+            records, _, _ = driver.execute_query(query, parameters_=cypher.to_parameters(batch), database_=database)
+            ids.append(batch.select(node.key).with_columns(pl.Series(NODE_ID, records[0]["ids"], dtype=pl.String)))
+            if progress is not None:
+                progress(node.label, batch.height)
+        return pl.concat(ids) if ids else pl.DataFrame(schema={node.key: pl.String, NODE_ID: pl.String})
+
+    return pl.concat(_in_parallel(frame, workers, write))
+
+
+def _by_node_ids(frame: pl.DataFrame, spec: RelSpec, ids: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The relationship frame with its two keys replaced by the ends' element ids, order kept."""
+    start, end = start_key(spec), end_key(spec)
+    with_ids = (
+        frame.join(ids[spec.start].rename({NODE_ID: "start"}), on=start, how="left", maintain_order="left")
+        .join(ids[spec.end].rename({NODE_ID: "end"}), on=end, how="left", maintain_order="left")
+    )
+    missing = with_ids.filter(pl.col("start").is_null() | pl.col("end").is_null()).height
+    if missing:
+        raise ValueError(f"{spec.name}: {missing} relationships end on a node that was not upserted")
+    return with_ids.select("start", "end", *(name for name, _ in spec.props))
 
 
 def write_frames(driver: Driver, database: str, frames: GraphFrames, prune: dict[str, pl.DataFrame] | None = None,
                  batch_rows: int = BATCH_ROWS, progress: Progress | None = None, workers: int = WORKERS) -> None:
     """Upsert nodes, then relationships; every statement is idempotent, so a retried batch is harmless."""
-    for node in NODES:
-        _run_batches(driver, database, cypher.merge_nodes(node), frames.nodes[node.label], {}, batch_rows,
-                     node.label, progress, workers)
+    ids = {
+        node.label: upsert_nodes(driver, database, node, frames.nodes[node.label], batch_rows, progress, workers)
+        for node in NODES
+    }
     for spec in RELATIONSHIPS:
-        rename = {start_key(spec): "start", end_key(spec): "end"}
         if prune and spec.name in prune:
+            rename = {start_key(spec): "start", end_key(spec): "end"}
             _run_batches(driver, database, cypher.prune_relationships(spec), prune[spec.name], rename, batch_rows,
                          f"{spec.type} (old)", None, workers)
-        _run_batches(driver, database, cypher.merge_relationships(spec), frames.rels[spec.name], rename, batch_rows,
-                     spec.type, progress, workers)
+        _run_batches(driver, database, cypher.merge_relationships(spec), _by_node_ids(frames.rels[spec.name], spec, ids),
+                     {}, batch_rows, spec.type, progress, workers)
 
 
 def record_loaded_days(driver: Driver, database: str, rows_by_day: dict[str, int]) -> None:

@@ -163,24 +163,35 @@ def test_cypher_parameters_are_columns_with_epoch_microseconds():
     assert "MERGE (a)-[r:PAID]->(b)" in query and "$start[i]" in query and "epochSeconds" in query
 
 
-def test_import_files_have_headers_integer_ids_and_utc_times(tmp_path):
+def test_import_files_are_parquet_with_store_ids_and_utc_instants(tmp_path):
     g = graph_frames(tx([
         {"txn_id": "a", "customer_id": "C1", "counterparty": "M1", "counterparty_type": "MERCHANT", "mcc": "5411",
          "ts": T0 + timedelta(microseconds=123456), "city": "Pune", "state": "MH"},
+        {"txn_id": "b", "customer_id": "C2", "counterparty": "M1", "counterparty_type": "MERCHANT", "mcc": "5411",
+         "ts": T0, "city": "Pune", "state": "MH"},
     ]))
-    files = write_import_files(g, tmp_path / "import", {"2026-03-01": 1})
-    assert (tmp_path / "import" / "paid.header.csv").read_text() == (
-        ":START_ID(Customer),:END_ID(Merchant),count:long,failed_count:long,total_paise:long,"
-        "first:datetime,last:datetime\n"
-    )
-    assert (tmp_path / "import" / "paid.csv").read_text() == (
-        "0,0,1,0,10000,2026-03-01T04:30:00.123456Z,2026-03-01T04:30:00.123456Z\n"
-    )
-    assert (tmp_path / "import" / "City.csv").read_text() == '0,"Pune, MH",Pune,MH\n'
+    files = write_import_files(g, tmp_path / "import", {"2026-03-01": 2})
+    nodes = {label: pl.read_parquet(path) for label, path in files.nodes}
+    # Store ids: one range per label, together 0..n-1, so no two nodes share one.
+    all_ids = sorted(i for frame in nodes.values() for i in frame.get_column(":ID").to_list())
+    assert all_ids == list(range(files.node_rows))
+    assert nodes["Customer"].columns == [":ID", "customer_id"]
+    assert nodes["City"].select("city_id", "name", "state").rows() == [("Pune, MH", "Pune", "MH")]
+    assert nodes["LoadedDay"].select("date", "rows").rows() == [("2026-03-01", 2)]
+    paid = pl.read_parquet(tmp_path / "import" / "paid.parquet")
+    assert paid.columns == [":START_ID", ":END_ID", "count", "failed_count", "total_paise", "first", "last"]
+    assert paid.schema["first"] == pl.Datetime("us", "UTC") and paid.schema["count"] == pl.Int64
+    ids = {label: dict(frame.select(frame.columns[1], ":ID").rows()) for label, frame in nodes.items()}
+    assert paid.sort(":START_ID").rows() == [
+        (ids["Customer"]["C1"], ids["Merchant"]["M1"], 1, 0, 10000, T0 + timedelta(microseconds=123456),
+         T0 + timedelta(microseconds=123456)),
+        (ids["Customer"]["C2"], ids["Merchant"]["M1"], 1, 0, 10000, T0, T0),
+    ]
     assert files.relationship_rows == g.rel_count()
     args = import_arguments(files, "neo4j-staging")
     assert args[:4] == ["database", "import", "full", "neo4j-staging"]  # the name before the repeatable options
-    assert f"--relationships=PAID={tmp_path / 'import' / 'paid.header.csv'},{tmp_path / 'import' / 'paid.csv'}" in args
+    assert {"--input-type=parquet", "--id-type=actual"} <= set(args)
+    assert f"--relationships=PAID={tmp_path / 'import' / 'paid.parquet'}" in args
 
 
 def test_importer_time_and_browser_query_quoting():

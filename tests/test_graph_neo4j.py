@@ -45,6 +45,14 @@ def _value(kind: str, var: str, name: str) -> str:
     return f"{var}.{name}.epochSeconds * 1000000 + {var}.{name}.microsecond" if kind == DATETIME else f"{var}.{name}"
 
 
+def time_zones(driver) -> set[str]:
+    """The zone of every stored time: both load paths write UTC DateTime values (offset Z)."""
+    records, _, _ = driver.execute_query(
+        "MATCH ()-[r]->() UNWIND [r.first, r.last, r.first_seen, r.last_seen] AS t WITH t WHERE t IS NOT NULL "
+        "RETURN DISTINCT t.timezone AS zone", database_=DB)
+    return {r["zone"] for r in records}
+
+
 def graph_snapshot(driver) -> dict[str, list[tuple]]:
     """Every node and relationship with its key(s) and properties, sorted; times as epoch microseconds."""
     out = {}
@@ -81,6 +89,7 @@ def test_incremental_loads_equal_the_processed_data_and_rerunning_a_day_changes_
     assert rest.days == days[15:]
     loaded = graph_snapshot(neo4j_driver)
     assert loaded == expected_snapshot(processed)
+    assert time_zones(neo4j_driver) == {"Z"}
 
     assert upsert_days(neo4j_driver, DB, processed).days == []  # nothing pending
     again = upsert_days(neo4j_driver, DB, processed, [days[20]])
@@ -170,6 +179,7 @@ def test_bulk_import_is_switched_in_and_equals_the_incremental_graph(processed, 
     driver = connect(neo4j_server.neo4j_uri, neo4j_server.neo4j_user, neo4j_server.require_neo4j_password())
     try:
         assert graph_snapshot(driver) == expected  # the old graph is gone
+        assert time_zones(driver) == {"Z"}
         assert pending_days(driver, DB, DataLayout(processed)) == []  # the nightly load carries on from here
         records, _, _ = driver.execute_query(
             "SHOW CONSTRAINTS YIELD labelsOrTypes, properties RETURN labelsOrTypes[0] AS label, properties[0] AS key",

@@ -6,7 +6,9 @@ NEO4J_SERVICE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NEO4J_VERSION="$(sed -n 's:.*<neo4j.version>\(.*\)</neo4j.version>.*:\1:p' "$NEO4J_SERVICE_DIR/pom.xml")"
 NEO4J_BROWSER_VERSION="$(sed -n 's:.*<neo4j-browser.version>\(.*\)</neo4j-browser.version>.*:\1:p' "$NEO4J_SERVICE_DIR/pom.xml")"
 export NEO4J_SERVICE_DIR NEO4J_VERSION NEO4J_BROWSER_VERSION
-INSTALL_MARKER_NAME=".installed-neo4j-${NEO4J_VERSION}"
+# The suffix names the jar set: bump it when pom.xml gains dependencies, so an existing lib/ is
+# resolved again (r2: the Parquet reader's dependencies for neo4j-admin import).
+INSTALL_MARKER_NAME=".installed-neo4j-${NEO4J_VERSION}-r2"
 
 die() { echo "neo4j: $*" >&2; exit 1; }
 log() { echo "neo4j: $*" >&2; }
