@@ -52,6 +52,15 @@ FEATURES = family(
     ),
     *(
         Feature(
+            f"merchant_fraud_count_{w}", "counterparty", w,
+            f"fraud labels at this counterparty that became usable in the {w} before (a count: one fraud at a "
+            "quiet terminal and ten at a busy one give the same rate)",
+            ("counterparty", "ts", LABELS_FIELD), dtype=pl.Int32,
+        )
+        for w in RISK_WINDOWS
+    ),
+    *(
+        Feature(
             f"merchant_fraud_rate_{w}", "counterparty", w,
             f"fraud labels at this counterparty that became usable in the {w} before, over its transactions "
             f"in the {w} window one label delay earlier",
@@ -158,6 +167,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
         )
         for w in RISK_WINDOWS:
             usable = usable_labels.before(_RISK_MS[w])
+            out[f"merchant_fraud_count_{w}"] = merchant.put(usable)
             exposed = counts[f"count_delay_{w}"] - counts["count_delay"]
             out[f"merchant_fraud_rate_{w}"] = merchant.put(np.where(exposed > 0, usable / np.maximum(exposed, 1), np.nan))
     percentile = amount_history(ctx)["percentile"]

@@ -598,6 +598,7 @@ class OnlineState:
         out["merchant_fraud_known_for_days"] = counted(self._since(earliest, now))
         for w in RISK_WINDOWS:
             usable = found["now"] - found[w]
+            out[f"merchant_fraud_count_{w}"] = counted(usable)
             exposed = before["delayed"] - before[f"delayed_{w}"]
             out[f"merchant_fraud_rate_{w}"] = counted(np.where(exposed > 0, usable / np.maximum(exposed, 1), np.nan))
 

@@ -95,6 +95,8 @@ def test_a_table_with_only_customer_terminal_time_and_amount_gives_nulls_not_err
     # [t - 7 d - 1 d, t - 7 d) = t3 (day 2 + 2 h) only
     assert row["t5"]["merchant_fraud_rate_1d"] == 1.0
     assert row["t5"]["merchant_fraud_rate_7d"] == pytest.approx(1 / 3)  # t1, t2, t3 in [t-14d, t-7d)
+    assert row["t5"]["merchant_fraud_count_1d"] == row["t5"]["merchant_fraud_count_30d"] == 1  # counts, not rates
+    assert row["t4"]["merchant_fraud_count_7d"] == 0
     # Without labels the merchant-risk features are unknown, not zero.
     assert transaction_features(_card_table()).get_column("merchant_fraud_rate_7d").null_count() == 6
 

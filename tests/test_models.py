@@ -217,3 +217,37 @@ def test_fast_hbos_scores_equal_pyods_bit_for_bit(features, rows):
     detector = HBOS(n_bins=20).fit(x[: rows // 2])
     new = np.vstack([x, x * 1.02, x * 3])  # some just beyond the bins (tolerance), some far beyond
     assert np.array_equal(hbos_decision(detector, new), detector.decision_function(new))
+
+
+def _amount_limit_frame(seed: int) -> pl.DataFrame:
+    """Most amounts small, with 1 % fraud at random; a thin tail where everything above INR 220 is
+    fraud and everything just below is not."""
+    rng = np.random.default_rng(seed)
+    n, tail = 40_000, 100
+    rupees = rng.permutation(np.concatenate(
+        [rng.uniform(1, 150, n - 2 * tail), rng.uniform(190, 220, tail), rng.uniform(220.5, 260, tail)]
+    ))
+    noise = (rng.random(n) < 0.01) & (rupees < 150)  # other fraud, so early stopping has a plateau to find
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    return pl.DataFrame({
+        "ts": [start + timedelta(seconds=30 * i) for i in range(n)],
+        "amount_rupees_log": np.log10(rupees),
+        "label": ((rupees > 220) | noise).astype(np.int8),
+    })
+
+
+def test_an_exact_amount_limit_in_a_thin_tail_is_learned(monkeypatch):
+    import models.fraud_model as fraud_model
+
+    train, test = _amount_limit_frame(1), _amount_limit_frame(2)
+    tail = test.filter(pl.col("amount_rupees_log") >= np.log10(190))
+
+    def tail_separated() -> bool:
+        scorer, _ = fraud_model.fit_scorer(train, seed=3)
+        scores = tail.with_columns(scorer.score(tail).get_column("score"))
+        lowest_fraud = scores.filter(pl.col("label") == 1).get_column("score").min()
+        return lowest_fraud > scores.filter(pl.col("label") == 0).get_column("score").max()
+
+    assert tail_separated()  # the amount's fine bins put an edge at the limit
+    monkeypatch.setattr(fraud_model, "FINE_BIN_FEATURES", {})
+    assert not tail_separated()  # with LightGBM's default 255 bins the tail shares bins across the limit
