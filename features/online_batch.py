@@ -121,7 +121,7 @@ def row_values(tx, codes: EntityCodes, offset_ms: int) -> SimpleNamespace:
     col = _Columns(tx)
     ts_us = col.ts_us()
     txn = np.array(col.strings("txn_id"), dtype=object)
-    if len(ts_us) > 1 and (ts_us[1:] > ts_us[:-1]).all():  # already in time order (the usual case)
+    if len(ts_us) < 2 or (ts_us[1:] > ts_us[:-1]).all():  # already in time order (the usual case)
         order = np.arange(len(ts_us))
     else:  # time order, ties by txn_id: the families' row order
         order = np.lexsort((txn.astype(str), ts_us))
@@ -147,7 +147,7 @@ def row_values(tx, codes: EntityCodes, offset_ms: int) -> SimpleNamespace:
     lat, lon = col.numbers("latitude")[order], col.numbers("longitude")[order]
     # features.inputs.present_fields: the fields with a value in these rows
     present = {name for name, values in strings.items() if any(v is not None for v in values)}
-    present |= {name for name, values in (("latitude", lat), ("longitude", lon)) if (~np.isnan(values)).any()}
+    present |= {name for name, values in (("latitude", lat), ("longitude", lon)) if not np.isnan(values).all()}
     present = (present | {"txn_id", "ts", "amount_paise"}) & set(FEATURE_FIELDS) if len(order) else set(REQUIRED_FIELDS)
     return SimpleNamespace(
         order=position, txn=txn[order], ts_us=ts_us, ms=ms, paise=paise,

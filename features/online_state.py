@@ -160,7 +160,8 @@ class OnlineState:
         pm = self.codes.counterparties.encode(pairs.get_column("counterparty").to_list())
         self.cp_fan_in = np.bincount(pm, minlength=len(self.codes.counterparties)).astype(np.float64)
         self.pair_index = IntMap.build((pc << PAIR_BITS) | pm, np.arange(pairs.height))
-        self.pair_total = {name: _column(pairs, name) for name in ("txn_count", "first_ms", "amount_sum_paise")}
+        self.pair_total = {"first_ms": _column(pairs, "first_ms"),
+                           **{name: _column(pairs, name, fill=0.0) for name in ("txn_count", "amount_sum_paise")}}
 
         devices = twin.devices
         self.codes.devices.encode(devices.get_column("device_id").unique(maintain_order=True).to_list())
@@ -168,7 +169,7 @@ class OnlineState:
         dd = self.codes.devices.encode(devices.get_column("device_id").to_list())
         self.device_customers = np.bincount(dd, minlength=len(self.codes.devices)).astype(np.float64)
         self.device_pair_index = IntMap.build((dc << PAIR_BITS) | dd, np.arange(devices.height))
-        self.device_pair_count = _column(devices, "txn_count")
+        self.device_pair_count = _column(devices, "txn_count", fill=0.0)
 
     def _load_rows(self, recent: pl.DataFrame) -> None:
         """The twin's recent events: what the windows reach back to before the day."""
@@ -353,9 +354,12 @@ class OnlineState:
     def _refresh_later_flags(self, c: np.ndarray, ms: np.ndarray, new_ids: np.ndarray) -> None:
         """A transaction that arrived after later ones of its customer changes their amount history:
         their "unusually large" flags are computed again."""
-        customers, inverse = np.unique(c, return_inverse=True)
-        earliest = np.full(len(customers), NEVER)
-        np.minimum.at(earliest, inverse, ms)
+        if len(c) == 1:  # the usual call: np.unique costs more than the rest of this check
+            customers, inverse, earliest = c, np.zeros(1, np.int64), ms
+        else:
+            customers, inverse = np.unique(c, return_inverse=True)
+            earliest = np.full(len(customers), NEVER)
+            np.minimum.at(earliest, inverse, ms)
         lo, hi = self.keys.key(customers, earliest + 1), self.keys.key(customers, self.since + DAY_MS)
         if self.customer_rows.count(lo, hi).sum() == (ms > earliest[inverse]).sum():  # only this batch's own later rows
             return
@@ -518,7 +522,7 @@ class OnlineState:
 
         # the customer x counterparty pair (merchant family)
         pair_at = np.where(has_m, self.pair_index.get((r.c << PAIR_BITS) | np.maximum(r.m, 0)), -1)
-        pair_n = np.where(has_m, total["pair_rows"] + np.nan_to_num(_pick(self.pair_total["txn_count"], pair_at, 0.0)), np.nan)
+        pair_n = np.where(has_m, total["pair_rows"] + _pick(self.pair_total["txn_count"], pair_at, 0.0), np.nan)
         out["pair_txn_count"] = pair_n
         first_time = np.where(has_m, (pair_n == 0).astype(np.float64), np.nan)
         out["first_time_counterparty"] = first_time
@@ -526,7 +530,7 @@ class OnlineState:
         first_day = day_seg.min(np.where(pair_rows, ms_g, np.inf), np.inf)
         first_ms = np.where(np.isnan(first_ms), np.where(np.isinf(first_day), np.nan, first_day), first_ms)
         out["pair_tenure_days"] = (r.ms - first_ms) / DAY_MS
-        twin_pair_paise = np.nan_to_num(_pick(self.pair_total["amount_sum_paise"], pair_at, 0.0))
+        twin_pair_paise = _pick(self.pair_total["amount_sum_paise"], pair_at, 0.0)
         pair_spend = np.where(has_m, total["pair_paise"] + twin_pair_paise, np.nan)
         customer_spend = total["day_paise"] + t["amount_sum_paise"]
         out["pair_spend_share"] = np.where(
@@ -539,7 +543,7 @@ class OnlineState:
 
         # the customer x device pair, and the customer's devices (device and place family)
         device_at = np.where(has_d, self.device_pair_index.get((r.c << PAIR_BITS) | np.maximum(r.d, 0)), -1)
-        seen = total["device_rows"] + np.nan_to_num(_pick(self.device_pair_count, device_at, 0.0))
+        seen = total["device_rows"] + _pick(self.device_pair_count, device_at, 0.0)
         out["new_device"] = np.where(has_d, (seen == 0).astype(np.float64), np.nan)
         base, now = self.keys.base(r.c), self.keys.key(r.c, r.ms)
         out["devices_per_customer"] = self.customer_device_openings.count(base, now) + t["device_count"]

@@ -161,7 +161,10 @@ class Rows:
         whole = len(names) == len(self.names)
         parts = []
         for level in self._filled():
-            segment, position = spans(np.searchsorted(level.keys, lo), np.searchsorted(level.keys, hi))
+            starts, stops = np.searchsorted(level.keys, lo), np.searchsorted(level.keys, hi)
+            if not (stops > starts).any():  # nothing of this level in any range (common for a few rows)
+                continue
+            segment, position = spans(starts, stops)
             matrix = level.matrix[position] if whole else level.matrix[position[:, None], columns]
             wanted = level.others if others is None else {n: level.others[n] for n in others}
             parts.append((segment, matrix, {n: v[position] for n, v in wanted.items()}))

@@ -1,12 +1,13 @@
 """The champion, evaluated for per-transaction latency: the same fitted model, called without the
 per-call overhead that dominates one or a few rows.
 
-- The isolation forest's trees are flattened into arrays once and walked for every row and tree at
-  the same time; scikit-learn walks them one tree at a time behind joblib (about 3 ms a call). The
+- The isolation forest's trees are flattened into arrays once and walked by one compiled loop over
+  rows and trees; scikit-learn walks them one tree at a time behind joblib (about 3 ms a call). The
   arithmetic is scikit-learn's, in its order (inputs as float32, depths summed tree by tree), so
   the ranks are the same.
 - The histogram detector (HBOS) is the ensemble's own compiled scoring (models.hbos_fast).
-- LightGBM predicts on one thread: on two, waking the second thread costs more than a few rows.
+- LightGBM predicts on one thread (on two, waking the second thread costs more than a few rows),
+  through the same C call as Booster.predict but without its per-call set-up.
 - Reason codes (LightGBM's per-feature contributions, about 0.4 ms a row) are computed only for the
   rows in the review or block band, the ones an analyst or the switch acts on.
 
@@ -14,14 +15,16 @@ per-call overhead that dominates one or a few rows.
 """
 from __future__ import annotations
 
+import ctypes
 from functools import partial
 
+import lightgbm.basic as lgb_basic
 import numpy as np
+from numba import njit
 
 from models.hbos_fast import hbos_decision
 from models.reasons import top_reasons
 
-WALK_ROWS = 64  # up to this many rows, all trees are walked together
 PARALLEL_ROWS = 256  # from this many rows on, LightGBM predicts on two threads
 PARALLEL_CONTRIBUTIONS = 8  # and computes contributions (about 0.4 ms a row) on two threads
 
@@ -38,10 +41,10 @@ class FlatForest:
         offsets = np.repeat(self.roots, sizes)
         left = np.concatenate([t.children_left for t in trees]).astype(np.int64)
         right = np.concatenate([t.children_right for t in trees]).astype(np.int64)
-        self.leaf = left == -1
-        self.left = np.where(self.leaf, -1, left + offsets)
-        self.right = np.where(self.leaf, -1, right + offsets)
-        self.feature = np.where(self.leaf, 0, np.concatenate([t.feature for t in trees])).astype(np.int64)
+        leaf = left == -1
+        self.left = np.where(leaf, -1, left + offsets)
+        self.right = np.where(leaf, -1, right + offsets)
+        self.feature = np.where(leaf, 0, np.concatenate([t.feature for t in trees])).astype(np.int64)
         self.threshold = np.concatenate([t.threshold for t in trees])
         # What each tree adds for a row ending in this leaf, as scikit-learn adds it.
         self.added = np.concatenate([
@@ -52,32 +55,28 @@ class FlatForest:
 
         self.denominator = len(trees) * _average_path_length([forest._max_samples])
         self.offset = forest.offset_
-        self.n_trees = len(trees)
-        self._trees = trees
-
-    def leaves(self, x32: np.ndarray) -> np.ndarray:
-        """(rows, trees) node index of the leaf each row reaches in each tree."""
-        if len(x32) > WALK_ROWS:  # many rows: each tree's own (compiled) walk costs less than the joint one
-            x32 = np.ascontiguousarray(x32)
-            return np.column_stack([tree.apply(x32) for tree in self._trees]) + self.roots
-        rows = np.arange(len(x32))[:, None]
-        node = np.broadcast_to(self.roots, (len(x32), self.n_trees)).copy()
-        values = x32.astype(np.float64)  # float32 inputs compared with float64 thresholds, as the trees do
-        inner = ~self.leaf[node]
-        while inner.any():
-            go_left = values[rows, self.feature[node]] <= self.threshold[node]
-            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
-            inner = ~self.leaf[node]
-        return node
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """PyOD's IForest.decision_function (larger = more unusual)."""
-        added = self.added[self.leaves(np.asarray(x, dtype=np.float32))]
-        depths = np.zeros(len(x))
-        for tree in range(self.n_trees):  # trees, not rows: the sum in scikit-learn's order
-            depths += added[:, tree]
+        x32 = np.asarray(x, dtype=np.float32).astype(np.float64)  # float32 inputs, compared as the trees compare them
+        depths = _depths(x32, self.roots, self.left, self.right, self.feature, self.threshold, self.added)
         scores = 2 ** (-np.divide(depths, self.denominator, out=np.ones_like(depths), where=self.denominator != 0))
         return -(-scores - self.offset)
+
+
+@njit(nogil=True, cache=True)
+def _depths(x, roots, left, right, feature, threshold, added):
+    """Each row's path lengths summed over the trees, tree after tree as scikit-learn sums them."""
+    out = np.zeros(x.shape[0])
+    for i in range(x.shape[0]):
+        total = 0.0
+        for root in roots:
+            node = root
+            while left[node] != -1:
+                node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
+            total += added[node]
+        out[i] = total
+    return out
 
 
 class FastScorer:
@@ -99,6 +98,10 @@ class FastScorer:
             self._detectors.append((raw, anomaly.reference[name]))
         self._fill = anomaly.fill_values
         self.booster = scorer.booster
+        if self.booster.num_model_per_iteration() != 1:
+            raise ValueError("the fast scorer serves binary models (one tree per iteration)")
+        self._iterations = self.booster.best_iteration  # as Booster.predict passes it (0: every tree)
+        self._parameters = {n: ctypes.c_char_p(f"num_threads={n}".encode()) for n in (1, 2)}
 
     def anomaly(self, x: np.ndarray) -> np.ndarray:
         prepared = np.where(np.isnan(x), self._fill, x)
@@ -107,7 +110,23 @@ class FastScorer:
 
     def probability(self, x: np.ndarray, anomaly: np.ndarray) -> np.ndarray:
         threads = 1 if len(x) < PARALLEL_ROWS else 2  # a second thread pays off only for many rows
-        return self.booster.predict(np.column_stack([x, anomaly]), num_threads=threads)
+        return self._predict(np.column_stack([x, anomaly]), threads)
+
+    def _predict(self, xa: np.ndarray, threads: int) -> np.ndarray:
+        """Booster.predict(xa, num_threads=threads): the same C call, without the Python wrapper's
+        per-call set-up (a predictor object, type checks), which costs more than scoring a few rows."""
+        data = np.ascontiguousarray(xa, dtype=np.float64)
+        out = np.empty(len(data), dtype=np.float64)  # binary objective: one probability a row
+        written = ctypes.c_int64(0)
+        lgb_basic._safe_call(lgb_basic._LIB.LGBM_BoosterPredictForMat(
+            self.booster._handle, data.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(lgb_basic._C_API_DTYPE_FLOAT64),
+            ctypes.c_int32(data.shape[0]), ctypes.c_int32(data.shape[1]), ctypes.c_int(lgb_basic._C_API_IS_ROW_MAJOR),
+            ctypes.c_int(lgb_basic._C_API_PREDICT_NORMAL), ctypes.c_int(0), ctypes.c_int(self._iterations),
+            self._parameters[threads], ctypes.byref(written), out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+        ))
+        if written.value != len(data):
+            raise ValueError(f"LightGBM wrote {written.value} predictions for {len(data)} rows")
+        return out
 
     def reasons(self, x: np.ndarray, anomaly: np.ndarray, explain: np.ndarray | None = None,
                 top_k: int = 3) -> list[list[str]]:
