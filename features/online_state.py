@@ -431,18 +431,16 @@ class OnlineState:
 
         # the windows: sums over the customer's rows in [t - window, t)
         w = r.window
-        by_row = np.argsort(w.segment, kind="stable")  # levels one after the other: each row's window together
-        wseg, wms, wpaise = w.segment[by_row], w["ms"][by_row], w["paise"][by_row]
+        if k > 1:  # levels one after the other: each row's window together
+            w = w.reordered(np.argsort(w.segment, kind="stable"))
+        wseg, wms, wpaise = w.segment, w["ms"], w["paise"]
         inside = (r.ms[wseg] - wms)[:, None] <= WINDOW_LIMITS
         week, last_24h = inside[:, WINDOWS.index("7d")], inside[:, WINDOWS.index("24h")]
-        windowed = {
-            **{f"count_{name}": inside[:, i] for i, name in enumerate(WINDOWS)},
-            **{f"paise_{name}": inside[:, i] * wpaise for i, name in enumerate(WINDOWS)},
-            "large_7d": w["large"][by_row] * week, "inflow_24h": w["inflow"][by_row] * last_24h,
-            "net_7d": w["net"][by_row] * week,
-        }
         seg = _Segments(wseg, k)
-        total = dict(zip(windowed, seg.sums(stacked(list(windowed.values()))).T))
+        summed = seg.sums(np.concatenate([inside, inside * wpaise[:, None], stacked([
+            w["large"] * week, w["inflow"] * last_24h, w["net"] * week])], axis=1))
+        total = dict(zip((*(f"count_{name}" for name in WINDOWS), *(f"paise_{name}" for name in WINDOWS),
+                          "large_7d", "inflow_24h", "net_7d"), summed.T))
         first_30d, max_30d = seg.min(wms, np.nan), seg.max(wpaise, np.nan) / 100
 
         # the day's earlier rows: counted on top of the twin's totals, and the latest of them

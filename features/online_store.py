@@ -265,9 +265,10 @@ class IntMap:
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Position of each key, or -1."""
-        at = np.searchsorted(self.keys, keys)
-        safe = np.minimum(at, max(len(self.keys) - 1, 0))
-        return np.where((at < len(self.keys)) & (self.keys[safe] == keys if len(self.keys) else False), safe, -1)
+        if not len(self.keys):
+            return np.full(len(keys), -1, dtype=np.int64)
+        safe = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)  # past the end: a smaller key, no match
+        return np.where(self.keys[safe] == keys, safe, -1)
 
     def get(self, keys: np.ndarray, default: int = -1) -> np.ndarray:
         """The value of each key, or default."""

@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
         host, port = host or settings.serve_host, port or settings.serve_port
         console.print(f"listening on http://{host}:{port} (API docs at /docs)")
         # One worker: the velocity state lives in this process's memory.
-        uvicorn.run(create_app(settings, root), host=host, port=port, workers=1, log_level="info")
+        uvicorn.run(create_app(settings, root), host=host, port=port, workers=1, log_level="info",
+                    access_log=settings.serve_access_log)
 
     @app.command("score-recent")
     def score_recent(

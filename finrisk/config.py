@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     serve_port: int = 8000
     serve_max_body_bytes: int = 1_048_576
     serve_max_batch: int = 1000
+    # uvicorn's line per request: a share of a single request's cost; each scored transaction is in the journal anyway.
+    serve_access_log: bool = False
     champion_alias: str = "champion"
     champion_poll_seconds: float = 30.0  # how often the service checks whether the alias moved
     # Decision bands on the fraud score: below review -> allow, [review, block) -> review, else block.

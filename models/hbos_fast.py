@@ -79,13 +79,22 @@ def _hbos_rows(x: np.ndarray, edges: np.ndarray, logs: np.ndarray, tol: float, o
         out[j] = -_pairwise_sum(scores, d)
 
 
-def hbos_decision(detector, x: np.ndarray) -> np.ndarray:
-    """detector.decision_function(x) for a fitted pyod HBOS, faster; same values."""
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    if isinstance(detector.n_bins, str) or x.ndim != 2 or x.shape[1] > PAIRWISE_BLOCK:
-        return detector.decision_function(x)
-    edges = np.ascontiguousarray(detector.bin_edges_.T)
-    logs = _log_densities(detector.hist_, float(detector.alpha))
-    out = np.empty(len(x))
-    _hbos_rows(x, edges, logs, float(detector.tol), out, 0, len(x))  # releases the GIL
-    return out
+class CompiledHbos:
+    """A fitted pyod HBOS's decision_function, faster; same values. The tables are prepared once."""
+
+    def __init__(self, detector):
+        self.detector = detector
+        self.compiled = not isinstance(detector.n_bins, str)
+        if self.compiled:
+            self.edges = np.ascontiguousarray(detector.bin_edges_.T)
+            self.logs = _log_densities(detector.hist_, float(detector.alpha))
+            self.tol = float(detector.tol)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if not self.compiled or x.ndim != 2 or x.shape[1] > PAIRWISE_BLOCK:
+            return self.detector.decision_function(x)
+        out = np.empty(len(x))
+        _hbos_rows(x, self.edges, self.logs, self.tol, out, 0, len(x))  # releases the GIL
+        return out
+

@@ -209,14 +209,14 @@ def test_a_champion_from_an_incompatible_release_is_replaced_not_a_crash(tmp_pat
 def test_fast_hbos_scores_equal_pyods_bit_for_bit(features, rows):
     from pyod.models.hbos import HBOS
 
-    from models.hbos_fast import hbos_decision
+    from models.hbos_fast import CompiledHbos
 
     rng = np.random.default_rng(features)
     x = rng.standard_normal((rows, features)) * rng.integers(1, 100, features)
     x[rng.random(x.shape) < 0.1] = 0.0  # heavy ties, as in real feature columns
     detector = HBOS(n_bins=20).fit(x[: rows // 2])
     new = np.vstack([x, x * 1.02, x * 3])  # some just beyond the bins (tolerance), some far beyond
-    assert np.array_equal(hbos_decision(detector, new), detector.decision_function(new))
+    assert np.array_equal(CompiledHbos(detector)(new), detector.decision_function(new))
 
 
 def _amount_limit_frame(seed: int) -> pl.DataFrame:
