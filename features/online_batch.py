@@ -179,7 +179,7 @@ class Batch:
         available = _available(self.fields)
         nothing = np.full(len(self.order), np.nan)
         out = stacked([self.values[name] if name in available and name in self.values else nothing for name in columns])
-        single = [j for j, name in enumerate(columns) if RETURNED_DTYPES.get(name) == pl.Float32]
+        single = _float32_positions(tuple(columns))
         out[:, single] = out[:, single].astype(np.float32)
         return out[self.order]
 
@@ -204,3 +204,9 @@ def _available(fields: frozenset[str]) -> frozenset[str]:
 
 # features.basic returns the log amount as computed (Float64); every other feature has its declared dtype.
 RETURNED_DTYPES = {f.name: (pl.Float64 if f.name == "amount_rupees_log" else f.dtype) for f in CATALOGUE}
+
+
+@lru_cache(maxsize=64)
+def _float32_positions(columns: tuple[str, ...]) -> list[int]:
+    """Where the model's columns are Float32 features (held at that precision, as the batch path holds them)."""
+    return [j for j, name in enumerate(columns) if RETURNED_DTYPES.get(name) == pl.Float32]

@@ -306,15 +306,17 @@ class OnlineState:
         """The first row of the day of a pair the twin does not know adds one to the counterparty's fan-in
         (customer x counterparty) and to the device's customers and the customer's devices (customer x device)."""
         self.pair_first, opened, closed = self._first_of_day(c, m, ms, self.pair_index, self.pair_first)
-        self.cp_openings = self.cp_openings.removed(self.keys.key(closed[0], closed[1])).inserted(
-            self.keys.key(opened[0], opened[1]))
+        if len(opened[0]):  # (a contact is only replaced by an earlier one it opens)
+            self.cp_openings = self.cp_openings.removed(self.keys.key(closed[0], closed[1])).inserted(
+                self.keys.key(opened[0], opened[1]))
         self.device_pair_first, opened, closed = self._first_of_day(c, d, ms, self.device_pair_index, self.device_pair_first)
-        self.device_openings = self.device_openings.removed(self.keys.key(closed[0], closed[1])).inserted(
-            self.keys.key(opened[0], opened[1]))
-        # the same first contacts, counted on the customer's side
-        self.customer_device_openings = self.customer_device_openings.removed(
-            self.keys.key(closed[2], closed[1])
-        ).inserted(self.keys.key(opened[2], opened[1]))
+        if len(opened[0]):
+            self.device_openings = self.device_openings.removed(self.keys.key(closed[0], closed[1])).inserted(
+                self.keys.key(opened[0], opened[1]))
+            # the same first contacts, counted on the customer's side
+            self.customer_device_openings = self.customer_device_openings.removed(
+                self.keys.key(closed[2], closed[1])
+            ).inserted(self.keys.key(opened[2], opened[1]))
 
     @staticmethod
     def _first_of_day(c, other, ms, twin_pairs: IntMap, first: IntMap):
