@@ -196,20 +196,62 @@ def _by_node_ids(frame: pl.DataFrame, spec: RelSpec, ids: dict[str, pl.DataFrame
     return with_ids.select("start", "end", *(name for name, _ in spec.props))
 
 
+def _prune_by_node_ids(frame: pl.DataFrame, spec: RelSpec, ids: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """The prune frame with its start key replaced by the start node's element id (order kept); the
+    end stays a key (null: the start keeps no relationship of this type)."""
+    start = start_key(spec)
+    with_ids = frame.join(ids[spec.start].rename({NODE_ID: "start"}), on=start, how="left", maintain_order="left")
+    missing = with_ids.filter(pl.col("start").is_null()).height
+    if missing:
+        raise ValueError(f"{spec.name}: {missing} start nodes to prune were not upserted")
+    return with_ids.select("start", pl.col(end_key(spec)).alias("end"))
+
+
+def upsert_relationships(driver: Driver, database: str, spec: RelSpec, frame: pl.DataFrame,
+                         batch_rows: int = BATCH_ROWS, progress: Progress | None = None,
+                         workers: int = WORKERS) -> int:
+    """Update the relationships that exist (in parallel), then MERGE the missing ones (one writer,
+    in end-node order); returns how many were missing.
+
+    Most of a day's relationships exist already. MERGE creating a relationship locks both of its
+    nodes, and two writers creating relationships to the same merchants or VPAs in different orders
+    deadlocked (each deadlock costs a second of back-off and a repeated batch). Creations are a
+    few percent of the rows, so one writer takes them all without waiting on anyone; it still
+    MERGEs, so a concurrent load cannot duplicate a relationship."""
+    update = cypher.update_relationships(spec)
+
+    def write(piece: pl.DataFrame) -> pl.DataFrame:
+        missing = []
+        for batch in cypher.batches(piece, batch_rows):
+            records, _, _ = driver.execute_query(update, parameters_=cypher.to_parameters(batch), database_=database)
+            missing.append(batch[pl.Series(records[0]["missing"], dtype=pl.Int64)])
+            if progress is not None:
+                progress(spec.type, batch.height)
+        return pl.concat(missing) if missing else piece.clear()
+
+    new = pl.concat(_in_parallel(frame, workers, write)).sort("end", "start")
+    _run_batches(driver, database, cypher.merge_relationships(spec), new, {}, batch_rows, f"{spec.type} (new)",
+                 None, 1)
+    return new.height
+
+
 def write_frames(driver: Driver, database: str, frames: GraphFrames, prune: dict[str, pl.DataFrame] | None = None,
-                 batch_rows: int = BATCH_ROWS, progress: Progress | None = None, workers: int = WORKERS) -> None:
-    """Upsert nodes, then relationships; every statement is idempotent, so a retried batch is harmless."""
+                 batch_rows: int = BATCH_ROWS, progress: Progress | None = None, workers: int = WORKERS) -> int:
+    """Upsert nodes, then relationships; every statement is idempotent, so a retried batch is harmless.
+    Returns how many relationships were new."""
     ids = {
         node.label: upsert_nodes(driver, database, node, frames.nodes[node.label], batch_rows, progress, workers)
         for node in NODES
     }
+    created = 0
     for spec in RELATIONSHIPS:
         if prune and spec.name in prune:
-            rename = {start_key(spec): "start", end_key(spec): "end"}
-            _run_batches(driver, database, cypher.prune_relationships(spec), prune[spec.name], rename, batch_rows,
-                         f"{spec.type} (old)", None, workers)
-        _run_batches(driver, database, cypher.merge_relationships(spec), _by_node_ids(frames.rels[spec.name], spec, ids),
-                     {}, batch_rows, spec.type, progress, workers)
+            _run_batches(driver, database, cypher.prune_relationships(spec),
+                         _prune_by_node_ids(prune[spec.name], spec, ids), {}, batch_rows, f"{spec.type} (old)", None,
+                         workers)
+        created += upsert_relationships(driver, database, spec, _by_node_ids(frames.rels[spec.name], spec, ids),
+                                        batch_rows, progress, workers)
+    return created
 
 
 def record_loaded_days(driver: Driver, database: str, rows_by_day: dict[str, int]) -> None:

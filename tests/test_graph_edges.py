@@ -160,7 +160,9 @@ def test_cypher_parameters_are_columns_with_epoch_microseconds():
     params = cypher.to_parameters(frame, {"customer_id": "start", "merchant_id": "end"})
     assert params == {"start": ["C1"], "end": ["M1"], "first": [int(T0.timestamp() * 1_000_000)]}
     query = cypher.merge_relationships(RELATIONSHIPS[0])
-    assert "MERGE (a)-[r:PAID]->(b)" in query and "$start[i]" in query and "epochSeconds" in query
+    assert "MERGE (a)-[r:PAID]->(b)" in query and "$start[i]" in query and "datetime.fromepoch($first[i]" in query
+    update = cypher.update_relationships(RELATIONSHIPS[0])
+    assert "MERGE" not in update and "OPTIONAL MATCH (a)-[r:PAID]->(b)" in update and "collect(i) AS missing" in update
 
 
 def test_import_files_are_parquet_with_store_ids_and_utc_instants(tmp_path):
