@@ -25,6 +25,7 @@ class ChampionSource:
         self._current: tuple | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._client: MlflowClient | None = None
         self.last_error: str | None = None
 
     def current(self) -> tuple | None:
@@ -37,13 +38,15 @@ class ChampionSource:
 
     def _registered_version(self) -> int | None:
         try:
-            return int(MlflowClient().get_model_version_by_alias(self.model_name, self.alias).version)
+            return int(self._client.get_model_version_by_alias(self.model_name, self.alias).version)
         except MlflowException:
             return None
 
     def refresh(self) -> bool:
         """Load the aliased version if it differs from the one serving; True when it swapped."""
-        configure(self.tracking_uri, self.artifact_root)
+        if self._client is None:  # once: configuring costs more than the check, and the check holds the GIL
+            configure(self.tracking_uri, self.artifact_root)
+            self._client = MlflowClient()
         version = self._registered_version()
         if version is None or version == self.version:
             return False
