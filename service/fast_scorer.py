@@ -67,14 +67,12 @@ class FlatForest:
 def _depths(x, roots, left, right, feature, threshold, added):
     """Each row's path lengths summed over the trees, tree after tree as scikit-learn sums them."""
     out = np.zeros(x.shape[0])
-    for i in range(x.shape[0]):
-        total = 0.0
-        for root in roots:
+    for root in roots:  # tree by tree (one tree's nodes stay in cache), adding to every row's sum
+        for i in range(x.shape[0]):
             node = root
             while left[node] != -1:
                 node = left[node] if x[i, feature[node]] <= threshold[node] else right[node]
-            total += added[node]
-        out[i] = total
+            out[i] += added[node]
     return out
 
 
