@@ -97,4 +97,3 @@ class CompiledHbos:
         out = np.empty(len(x))
         _hbos_rows(x, self.edges, self.logs, self.tol, out, 0, len(x))  # releases the GIL
         return out
-
