@@ -22,32 +22,26 @@ import numpy as np
 import polars as pl
 
 from features.context import LABELS_FIELD
-from features.device_place import IMPOSSIBLE_MIN_KM, IMPOSSIBLE_SPEED_KMH, MIN_TRAVEL_HOURS, haversine_km
 from features.inputs import FeatureInputError, business_offset_ms
-from features.merchant import HIGH_AMOUNT_PERCENTILE, KNOWN_RISK_WINDOW, RISK_WINDOWS, label_events
+from features.merchant import label_events
+from features.online_kernels import (
+    COUNTERPARTY_OUTPUTS, DAY_READS, LABEL_FREE, OUTPUTS, TOTALS, WINDOW_READS, counterparty_features, customer_features,
+)
 from features.online_batch import Batch, EntityCodes, stacked, row_values
 from features.online_store import Events, Gathered, IntMap, KeySpace, Rows
-from features.spec import DAY_MS, HOUR_MS, WINDOW_MS
-from features.timing import SALARY_RECENT_DAYS
+from features.spec import DAY_MS, WINDOW_MS
 from features.twin import Twin
-from features.velocity import AMOUNT_BUCKETS, LARGE_MIN_HISTORY, LARGE_PERCENTILE, MIN_LOG_STD, _bucket_position
+from features.velocity import AMOUNT_BUCKETS, LARGE_MIN_HISTORY, LARGE_PERCENTILE, _bucket_position
 
-RISK_MS = {"1d": DAY_MS, "7d": WINDOW_MS["7d"], "30d": WINDOW_MS["30d"]}  # as features.merchant
 NEVER = np.iinfo(np.int64).max
-WINDOWS = tuple(WINDOW_MS)
 WINDOW_COLUMNS = ("row_id", "ms", "paise", "inflow", "net")  # what the windows sum
 DAY_COLUMNS = (  # what the day's earlier rows give besides
     "ms", "ts_us", "paise", "sin", "cos", "hour", "weekday", "night", "x", "x2", "bucket", "salary", "city", "state",
     "lat", "lon", "counterparty", "device",
 )
-WINDOW_LIMITS = np.array([WINDOW_MS[w] for w in WINDOWS])
 PAIR_BITS = 32  # (customer, counterparty or device) pairs as one int64: customer code << 32 | other code
 # The twin's running totals per customer that the families read (features.twin._profiles).
-CUSTOMER_TOTALS = (
-    "txn_count", "hour_sin_sum", "hour_cos_sum", "night_count", "log_amount_sum", "log_amount_sq_sum",
-    "amount_sum_paise", "device_count", "last_ms", "last_salary_ms", "last_lat", "last_lon", "last_geo_ms",
-    "last_city", "last_state",
-)
+CUSTOMER_TOTALS = TOTALS
 TOTAL_DEFAULTS = np.array([np.nan if name.startswith("last_") else 0.0 for name in CUSTOMER_TOTALS])
 TOTAL_DEFAULTS[[CUSTOMER_TOTALS.index("last_city"), CUSTOMER_TOTALS.index("last_state")]] = -1
 
@@ -92,6 +86,10 @@ class _Segments:
 
     def max(self, values: np.ndarray, fill) -> np.ndarray:
         return self._reduce(np.maximum, values, fill)
+
+
+def _positions(index: dict[str, int], names: tuple[str, ...]) -> np.ndarray:
+    return np.array([index[name] for name in names], dtype=np.int64)
 
 
 def _pick(values: np.ndarray, at: np.ndarray, missing=np.nan) -> np.ndarray:
@@ -387,7 +385,7 @@ class OnlineState:
         known = (c >= 0) & (c < len(self.c_scalars))
         values = np.where(known[:, None], self.c_scalars[np.where(known, c, 0)] if len(self.c_scalars) else np.nan,
                           TOTAL_DEFAULTS)
-        return {name: values[:, j] for j, name in enumerate(CUSTOMER_TOTALS)} | {"known": known}
+        return {name: values[:, j] for j, name in enumerate(CUSTOMER_TOTALS)} | {"known": known, "matrix": values}
 
     def _amount_history(self, g: Gathered, c, bucket, position) -> dict[str, np.ndarray]:
         """features.velocity.amount_history for these rows from their earlier rows of the day and
@@ -427,142 +425,23 @@ class OnlineState:
         return g.reordered(order)
 
     def _customer_features(self, r, out: dict) -> None:
-        k, h = len(r.c), r.history
+        h, w, g = r.history, r.window, r.day_rows
         t = h["totals"]
         has_m, has_d = r.m >= 0, r.d >= 0
-
-        # the windows: sums over the customer's rows in [t - window, t)
-        w = r.window
-        if k > 1:  # levels one after the other: each row's window together
-            w = w.reordered(np.argsort(w.segment, kind="stable"))
-        wseg, wms, wpaise = w.segment, w["ms"], w["paise"]
-        inside = (r.ms[wseg] - wms)[:, None] <= WINDOW_LIMITS
-        week, last_24h = inside[:, WINDOWS.index("7d")], inside[:, WINDOWS.index("24h")]
-        seg = _Segments(wseg, k)
-        summed = seg.sums(np.concatenate([inside, inside * wpaise[:, None], stacked([
-            w["large"] * week, w["inflow"] * last_24h, w["net"] * week])], axis=1))
-        total = dict(zip((*(f"count_{name}" for name in WINDOWS), *(f"paise_{name}" for name in WINDOWS),
-                          "large_7d", "inflow_24h", "net_7d"), summed.T))
-        first_30d, max_30d = seg.min(wms, np.nan), seg.max(wpaise, np.nan) / 100
-
-        # the day's earlier rows: counted on top of the twin's totals, and the latest of them
-        g = r.day_rows
-        segment, ms_g, paise_g = g.segment, g["ms"], g["paise"]
-        pair_rows = (g["counterparty"] == r.m[segment]) & has_m[segment]
-        device_rows = (g["device"] == r.d[segment]) & has_d[segment]
-        counted = {
-            "sin": g["sin"], "cos": g["cos"], "night": g["night"],
-            "same_hour": g["hour"] == r.hour[segment], "same_weekday": g["weekday"] == r.weekday[segment],
-            "pair_rows": pair_rows, "pair_paise": paise_g * pair_rows, "device_rows": device_rows, "day_paise": paise_g,
-        }
-        day_seg = _Segments(segment, k)
-        total.update(zip(counted, day_seg.sums(stacked(list(counted.values()))).T))
-        position = np.arange(len(segment))
-        latest = {  # the latest earlier row of the day (with a value, for places), as positions
-            name: column for name, column in zip(("row", "salary", "city", "state", "geo"), day_seg.max(stacked([
-                np.where(mask, position, -1) for mask in (
-                    np.ones(len(segment), dtype=bool), g["salary"] == 1, g["city"] >= 0, g["state"] >= 0,
-                    ~np.isnan(g["lat"]) & ~np.isnan(g["lon"]),
-                )
-            ]), -1).astype(np.int64).T)
-        }
-
-        # timing
-        n_before = h["n"]
-        has_history = n_before > 0
-        sin_sum = total["sin"] + t["hour_sin_sum"]
-        cos_sum = total["cos"] + t["hour_cos_sum"]
-        resultant = np.hypot(sin_sum, cos_sum) / np.where(has_history, n_before, 1)
-        usual = np.arctan2(sin_sum, cos_sum)
-        gap = np.abs((r.angle - usual + np.pi) % (2 * np.pi) - np.pi) * 24 / (2 * np.pi)
-        out["hour_deviation"] = np.where(has_history & (resultant > 1e-6), gap, np.nan)
-        known = t["known"]
-        safe = np.where(known, r.c, 0)
-        out["hour_profile_share"] = _share(
-            total["same_hour"] + np.where(known, self.c_total["hour_counts"][safe, r.hour], 0), n_before)
-        out["weekday_profile_share"] = _share(
-            total["same_weekday"] + np.where(known, self.c_total["weekday_counts"][safe, r.weekday], 0), n_before)
-        out["night_share_prior"] = _share(total["night"] + t["night_count"], n_before)
-
-        prev_ms = _pick(ms_g, latest["row"])
-        prev_ms = np.where(np.isnan(prev_ms), t["last_ms"], prev_ms)
-        since_prev = (r.ms - prev_ms) / 1000
-        out["seconds_since_prev"] = since_prev
-        counts = {w: total[f"count_{w}"] for w in WINDOWS}
-        sums = {w: total[f"paise_{w}"] / 100 for w in WINDOWS}
-        for w in WINDOWS:
-            out[f"txn_count_{w}"] = counts[w]
-            out[f"amount_sum_{w}_rupees"] = sums[w]
-        count = counts["30d"]
-        span = prev_ms - first_30d  # with two rows in the window, the latest before is in it
-        mean_gap = np.where(count >= 2, span / np.maximum(count - 1, 1) / 1000, np.nan)
-        out["interarrival_mean_30d_s"] = mean_gap
-        out["interarrival_ratio"] = np.where(mean_gap > 0, since_prev / np.where(mean_gap > 0, mean_gap, 1), np.nan)
-        salary_ms = _pick(ms_g, latest["salary"])
-        salary_ms = np.where(np.isnan(salary_ms), t["last_salary_ms"], salary_ms)
-        days = (r.ms - salary_ms) / DAY_MS
-        out["days_since_salary"] = days
-        out["is_salary_day"] = np.where(days <= SALARY_RECENT_DAYS, 1, 0)
-
-        # velocity
-        rupees = r.paise / 100
-        out["amount_vs_30d_mean"] = np.where(count > 0, rupees / (sums["30d"] / np.maximum(count, 1)), np.nan)
-        out["amount_to_max_30d"] = np.where(max_30d > 0, rupees / np.where(max_30d > 0, max_30d, 1), np.nan)
-        n = h["n"]
-        mean = h["log_sum"] / np.where(n > 0, n, 1)
-        var = (h["log_sq_sum"] - h["log_sum"] * mean) / np.where(n > 1, n - 1, 1)
-        std = np.maximum(np.sqrt(np.maximum(var, 0)), MIN_LOG_STD)
-        out["amount_log_zscore"] = np.where(n >= 2, (r.x - mean) / std, np.nan)
-        out["amount_percentile"] = h["percentile"]
-        out["large_amount_count_7d"] = total["large_7d"]
-        out["count_acceleration_1h_24h"] = np.where(counts["24h"] > 0, counts["1h"] / (counts["24h"] / 24), np.nan)
-        out["spend_acceleration_24h_30d"] = np.where(sums["30d"] > 0, sums["24h"] / (sums["30d"] / 30), np.nan)
-        out["inflow_24h_rupees"] = total["inflow_24h"] / 100
-        out["net_flow_7d_rupees"] = total["net_7d"] / 100
-
-        # the customer x counterparty pair (merchant family)
         pair_at = np.where(has_m, self.pair_index.get((r.c << PAIR_BITS) | np.maximum(r.m, 0)), -1)
-        pair_n = np.where(has_m, total["pair_rows"] + _pick(self.pair_total["txn_count"], pair_at, 0.0), np.nan)
-        out["pair_txn_count"] = pair_n
-        first_time = np.where(has_m, (pair_n == 0).astype(np.float64), np.nan)
-        out["first_time_counterparty"] = first_time
-        first_ms = _pick(self.pair_total["first_ms"], pair_at)
-        first_day = day_seg.min(np.where(pair_rows, ms_g, np.inf), np.inf)
-        first_ms = np.where(np.isnan(first_ms), np.where(np.isinf(first_day), np.nan, first_day), first_ms)
-        out["pair_tenure_days"] = (r.ms - first_ms) / DAY_MS
-        twin_pair_paise = _pick(self.pair_total["amount_sum_paise"], pair_at, 0.0)
-        pair_spend = np.where(has_m, total["pair_paise"] + twin_pair_paise, np.nan)
-        customer_spend = total["day_paise"] + t["amount_sum_paise"]
-        out["pair_spend_share"] = np.where(
-            customer_spend > 0, pair_spend / np.where(customer_spend > 0, customer_spend, 1), np.nan
-        )
-        out["new_counterparty_high_amount"] = np.where(
-            np.isnan(h["percentile"]) | np.isnan(first_time), np.nan,
-            (first_time == 1) & (h["percentile"] > HIGH_AMOUNT_PERCENTILE),
-        )
-
-        # the customer x device pair, and the customer's devices (device and place family)
         device_at = np.where(has_d, self.device_pair_index.get((r.c << PAIR_BITS) | np.maximum(r.d, 0)), -1)
-        seen = total["device_rows"] + _pick(self.device_pair_count, device_at, 0.0)
-        out["new_device"] = np.where(has_d, (seen == 0).astype(np.float64), np.nan)
         base, now = self.keys.base(r.c), self.keys.key(r.c, r.ms)
-        out["devices_per_customer"] = self.customer_device_openings.count(base, now) + t["device_count"]
-
-        # places: the latest earlier place of the day, else the twin's last known one
-        for column, name in (("city", "city_changed"), ("state", "state_changed")):
-            current = getattr(r, column)
-            previous = np.where(latest[column] >= 0, _pick(g[column], latest[column], -1), t[f"last_{column}"])
-            out[name] = np.where((current < 0) | (previous < 0), np.nan, current != previous)
-        at = latest["geo"]
-        prev_lat = np.where(at >= 0, _pick(g["lat"], at), t["last_lat"])
-        prev_lon = np.where(at >= 0, _pick(g["lon"], at), t["last_lon"])
-        prev_geo = np.where(at >= 0, _pick(ms_g, at), t["last_geo_ms"])
-        km = haversine_km(prev_lat, prev_lon, r.lat, r.lon)
-        hours = np.maximum((r.ms - prev_geo) / HOUR_MS, MIN_TRAVEL_HOURS)
-        speed = km / hours
-        out["distance_from_prev_km"] = km
-        out["travel_speed_kmh"] = speed
-        out["impossible_travel"] = np.where(np.isnan(speed), np.nan, (km > IMPOSSIBLE_MIN_KM) & (speed > IMPOSSIBLE_SPEED_KMH))
+        values = customer_features(
+            r.ms, r.m, r.d, r.c, r.hour, r.weekday, r.angle, r.paise, r.x, r.city, r.state, r.lat, r.lon,
+            t["known"], t["matrix"], h["n"], h["log_sum"], h["log_sq_sum"], h["percentile"],
+            self.c_total["hour_counts"], self.c_total["weekday_counts"],
+            w.segment, w.matrix, _positions(w.index, WINDOW_READS), w["large"].astype(np.int64),
+            g.segment, g.matrix, _positions(g.index, DAY_READS),
+            pair_at, self.pair_total["txn_count"], self.pair_total["first_ms"], self.pair_total["amount_sum_paise"],
+            device_at, self.device_pair_count,
+            self.customer_device_openings.count(base, now).astype(np.float64),
+        )
+        out.update(zip(OUTPUTS, values.T))
 
         if self.has_labels:  # the customer's own fraud history
             out["customer_fraud_count_known"] = self.customer_labels.count(base, now)
@@ -576,35 +455,13 @@ class OnlineState:
         return np.where(found >= 0, (now - found).astype(np.float64), np.nan) / DAY_MS
 
     def _counterparty_features(self, r, out: dict) -> None:
-        has_m = r.m >= 0
-        m = np.maximum(r.m, 0)
-        base, now = self.keys.base(m), self.keys.key(m, r.ms)
-
-        def counted(values):
-            return np.where(has_m, values, np.nan)
-
-        fan_in = self.cp_openings.count(base, now) + _lookup(self.cp_fan_in, r.m, 0.0)
-        out["merchant_fan_in"] = counted(fan_in)
-        # The counterparty's rows before each of these instants, all looked up at once.
-        delayed = r.ms - self.delay_ms
-        instants = {"7d": r.ms - WINDOW_MS["7d"], "now": r.ms, "delayed": delayed,
-                    **{f"delayed_{w}": delayed - RISK_MS[w] for w in RISK_WINDOWS}}
-        before = dict(zip(instants, self.counterparty_rows.below(self.keys.key(m, np.stack(list(instants.values()))))))
-        out["merchant_txn_count_7d"] = counted(before["now"] - before["7d"])
-        if not self.has_labels:
-            return
-        labels = self.cp_labels
-        bounds = {w: np.maximum(self.keys.key(m, r.ms - RISK_MS[w]), base) for w in RISK_MS}
-        found = dict(zip(("base", "now", *bounds), labels.below(np.stack([base, now, *bounds.values()]))))
-        out["merchant_fraud_count_known"] = counted(found["now"] - found["base"])
-        out["merchant_days_since_fraud_known"] = counted(self._since(labels.latest(base, now), now))
-        earliest = labels.earliest(bounds[KNOWN_RISK_WINDOW], now)
-        out["merchant_fraud_known_for_days"] = counted(self._since(earliest, now))
-        for w in RISK_WINDOWS:
-            usable = found["now"] - found[w]
-            out[f"merchant_fraud_count_{w}"] = counted(usable)
-            exposed = before["delayed"] - before[f"delayed_{w}"]
-            out[f"merchant_fraud_rate_{w}"] = counted(np.where(exposed > 0, usable / np.maximum(exposed, 1), np.nan))
+        level0, level1, level2 = (level.keys for level in self.counterparty_rows.levels)
+        values = counterparty_features(
+            r.m, r.ms, self.keys.shift, self.keys.origin_ms, self.delay_ms, level0, level1, level2,
+            self.cp_openings.keys, self.cp_fan_in, self.cp_labels.keys, self.has_labels,
+        )
+        names = COUNTERPARTY_OUTPUTS if self.has_labels else COUNTERPARTY_OUTPUTS[:LABEL_FREE]
+        out.update(zip(names, values.T))
 
     def _device_features(self, r, out: dict) -> None:
         has_d = r.d >= 0
