@@ -195,10 +195,17 @@ class ScoringEngine:
         return self._scorers[version], version
 
     def warm(self) -> None:
-        """Prepare the champion for scoring now rather than on the first request."""
+        """Prepare the champion and the feature state for scoring now rather than on the first request
+        (the state's compiled loops load or compile on their first call)."""
         champion = self.champion.current()
         if champion is not None:
             self._scorer(champion)
+        book = self.book
+        if book is not None and book.twin.profiles.height:
+            sample = {name: None for name in TRANSACTION_FIELDS if name != "ts"}
+            sample.update(txn_id="warm-up", customer_id=book.twin.profiles.item(0, "customer_id"), amount_paise=100,
+                          ts_us=book.twin.since_ms * 1000)
+            book.pristine.fork().stage(columns_of([sample]))  # on a copy: the day's state is left as it was
         settle_memory()
 
     # ---- scoring --------------------------------------------------------------------------------
