@@ -79,6 +79,41 @@ def _haversine_km(lat1, lon1, lat2, lon2):
     return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
 
 
+HISTORY_READS = ("x", "x2", "bucket")  # what amount_history reads of the day's earlier rows
+T_COUNT, T_LOG_SUM, T_LOG_SQ = (TOTALS.index(n) for n in ("txn_count", "log_amount_sum", "log_amount_sq_sum"))
+
+
+@njit(nogil=True, cache=True)
+def amount_history(c, bucket, position, known, totals, hist, hist_below, gseg, gmat, gcols):
+    """features.velocity.amount_history of k rows: the count, log-amount sum and sum of squares of
+    each row's earlier transactions (twin totals plus gmat: its earlier rows of the day, HISTORY_READS
+    at gcols, by row in gseg) and the amount percentile among them (hist: the twin's amount bands)."""
+    k = len(c)
+    n, s1, s2, percentile = np.zeros(k), np.zeros(k), np.zeros(k), np.full(k, np.nan)
+    same, below = np.zeros(k), np.zeros(k)
+    for j in range(len(gseg)):
+        i = gseg[j]
+        n[i] += 1
+        s1[i] += gmat[j, gcols[0]]
+        s2[i] += gmat[j, gcols[1]]
+        band = gmat[j, gcols[2]]
+        if band == bucket[i]:
+            same[i] += 1
+        elif band < bucket[i]:
+            below[i] += 1
+    for i in range(k):
+        n[i] += totals[i, T_COUNT]
+        s1[i] += totals[i, T_LOG_SUM]
+        s2[i] += totals[i, T_LOG_SQ]
+        if known[i]:
+            same[i] += hist[c[i], bucket[i]]
+            if bucket[i] > 0:
+                below[i] += hist_below[c[i], bucket[i] - 1]
+        if n[i] > 0:
+            percentile[i] = (below[i] + position[i] * same[i]) / n[i]
+    return n, s1, s2, percentile
+
+
 @njit(nogil=True, cache=True)
 def customer_features(
     ms, m, d, c, hour, weekday, angle, paise, x, city, state, lat, lon,

@@ -25,9 +25,10 @@ from features.context import LABELS_FIELD
 from features.inputs import FeatureInputError, business_offset_ms
 from features.merchant import label_events
 from features.online_kernels import (
-    COUNTERPARTY_OUTPUTS, DAY_READS, LABEL_FREE, OUTPUTS, TOTALS, WINDOW_READS, counterparty_features, customer_features,
+    COUNTERPARTY_OUTPUTS, DAY_READS, HISTORY_READS, LABEL_FREE, OUTPUTS, TOTALS, WINDOW_READS, amount_history,
+    counterparty_features, customer_features,
 )
-from features.online_batch import Batch, EntityCodes, stacked, row_values
+from features.online_batch import Batch, EntityCodes, row_values
 from features.online_store import Events, Gathered, IntMap, KeySpace, Rows
 from features.spec import DAY_MS, WINDOW_MS
 from features.twin import Twin
@@ -58,42 +59,8 @@ def _lookup(values: np.ndarray, codes: np.ndarray, default: float) -> np.ndarray
     return np.where(np.isnan(out), default, out)
 
 
-def _share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
-    return np.where(whole > 0, part / np.where(whole > 0, whole, 1), np.nan)
-
-
-class _Segments:
-    """Reductions per segment of an array sorted by segment (each row's window)."""
-
-    def __init__(self, segment: np.ndarray, k: int):
-        self.k = k
-        starts = np.searchsorted(segment, np.arange(k))
-        stops = np.append(starts[1:], len(segment))
-        self.present = stops > starts
-        self.starts = starts[self.present]
-
-    def _reduce(self, ufunc, values: np.ndarray, fill) -> np.ndarray:
-        out = np.full((self.k, *values.shape[1:]), fill, dtype=np.float64)
-        if len(self.starts):
-            out[self.present] = ufunc.reduceat(values, self.starts, axis=0)
-        return out
-
-    def sums(self, values: np.ndarray) -> np.ndarray:
-        return self._reduce(np.add, values.astype(np.float64), 0.0)
-
-    def min(self, values: np.ndarray, fill) -> np.ndarray:
-        return self._reduce(np.minimum, values, fill)
-
-    def max(self, values: np.ndarray, fill) -> np.ndarray:
-        return self._reduce(np.maximum, values, fill)
-
-
 def _positions(index: dict[str, int], names: tuple[str, ...]) -> np.ndarray:
     return np.array([index[name] for name in names], dtype=np.int64)
-
-
-def _pick(values: np.ndarray, at: np.ndarray, missing=np.nan) -> np.ndarray:
-    return np.where(at >= 0, values[np.maximum(at, 0)] if len(values) else missing, missing)
 
 
 @dataclass
@@ -390,23 +357,12 @@ class OnlineState:
     def _amount_history(self, g: Gathered, c, bucket, position) -> dict[str, np.ndarray]:
         """features.velocity.amount_history for these rows from their earlier rows of the day and
         the twin's totals and histogram."""
-        k = len(c)
-        segment = g.segment
         t = self._totals(c)
-        band = g["bucket"]
-        seg = _Segments(segment, k)
-        n_day, s1, s2, same, below = seg.sums(stacked([
-            np.ones(len(segment)), g["x"], g["x2"], band == bucket[segment], band < bucket[segment],
-        ])).T
-        n = n_day + t["txn_count"]
-        s1 = s1 + t["log_amount_sum"]
-        s2 = s2 + t["log_amount_sq_sum"]
-        known = t["known"]
-        safe = np.where(known, c, 0)
-        same = same + np.where(known, self.c_total["amount_hist"][safe, bucket], 0)
-        below = below + np.where(known & (bucket > 0), self.c_total["amount_hist_below"][safe, np.maximum(bucket - 1, 0)], 0)
-        percentile = np.where(n > 0, (below + position * same) / np.where(n > 0, n, 1), np.nan)
-        return {"n": n, "log_sum": s1, "log_sq_sum": s2, "percentile": percentile, "totals": t}
+        n, log_sum, log_sq_sum, percentile = amount_history(
+            c, bucket, position, t["known"], t["matrix"], self.c_total["amount_hist"],
+            self.c_total["amount_hist_below"], g.segment, g.matrix, _positions(g.index, HISTORY_READS),
+        )
+        return {"n": n, "log_sum": log_sum, "log_sq_sum": log_sq_sum, "percentile": percentile, "totals": t}
 
     def _customer_day(self, lo: np.ndarray, hi: np.ndarray) -> Gathered:
         """The customer's rows in [lo, hi) for each row, in time order (ties as the families order rows)."""
