@@ -20,6 +20,7 @@ from features.spec import DAY_MS, HOUR_MS, WINDOW_MS
 from features.timing import SALARY_RECENT_DAYS
 from features.velocity import MIN_LOG_STD
 
+PAIR_BITS = 32  # (customer, counterparty or device) pairs as one int64: customer code << 32 | other code
 WINDOWS = tuple(WINDOW_MS)
 WINDOW_LIMITS = np.array([WINDOW_MS[w] for w in WINDOWS], dtype=np.int64)
 W1H, W24H, W7D, W30D = (WINDOWS.index(w) for w in ("1h", "24h", "7d", "30d"))
@@ -51,7 +52,10 @@ OUTPUTS = (
     "pair_txn_count", "first_time_counterparty", "pair_tenure_days", "pair_spend_share",
     "new_counterparty_high_amount", "new_device", "devices_per_customer", "city_changed", "state_changed",
     "distance_from_prev_km", "travel_speed_kmh", "impossible_travel",
+    # from labels only: the customer's own fraud history
+    "customer_fraud_count_known", "customer_fraud_count_known_30d", "customer_days_since_fraud_known",
 )
+CUSTOMER_LABEL_FREE = len(OUTPUTS) - 3
 _BASE = 5 + 2 * N_WINDOWS  # the position of interarrival_mean_30d_s
 
 
@@ -114,16 +118,28 @@ def amount_history(c, bucket, position, known, totals, hist, hist_below, gseg, g
     return n, s1, s2, percentile
 
 
+@njit(cache=True, inline="always")
+def _value_of(keys, values, key):
+    """features.online_store.IntMap.get for one key (-1 when absent)."""
+    at = np.searchsorted(keys, key)
+    return values[at] if at < len(keys) and keys[at] == key else -1
+
+
 @njit(nogil=True, cache=True)
 def customer_features(
     ms, m, d, c, hour, weekday, angle, paise, x, city, state, lat, lon,
     known, totals, n, log_sum, log_sq_sum, percentile, hour_counts, weekday_counts,
-    wseg, wmat, wcols, wlarge, gseg, gmat, gcols,
-    pair_at, pair_count, pair_first_ms, pair_paise, device_at, device_count, devices_counted,
+    wseg, wmat, wcols, wlarge, gseg, gmat, gcols, shift, origin,
+    pair_keys, pair_rows, pair_count, pair_first_ms, pair_paise, device_keys, device_rows, device_count, openings,
+    labels, has_labels,
 ):
     """The OUTPUTS columns (k rows) of rows with the given values. wseg/wmat: each row's rows in its
     30-day window (WINDOW_READS at wcols of wmat, in any order); gseg/gmat: each row's earlier rows
-    of the day (DAY_READS at gcols), grouped by row and in time order within a row."""
+    of the day (DAY_READS at gcols), grouped by row and in time order within a row. pair_keys ->
+    pair_rows: the twin's customer x counterparty pairs (customer << PAIR_BITS | counterparty) and
+    their row in pair_count..pair_paise; the same for devices; openings: the customer's first
+    contacts with devices the twin does not know, keyed (customer, ms) as the state keys rows;
+    labels: when the customer's fraud labels became usable, keyed the same way."""
     k = len(ms)
     out = np.full((k, len(OUTPUTS)), np.nan)
     counts = np.zeros((k, N_WINDOWS))
@@ -182,6 +198,11 @@ def customer_features(
     for i in range(k):
         t = totals[i]
         o = out[i]
+        pair_at = _value_of(pair_keys, pair_rows, (c[i] << PAIR_BITS) | m[i]) if m[i] >= 0 else -1
+        device_at = _value_of(device_keys, device_rows, (c[i] << PAIR_BITS) | d[i]) if d[i] >= 0 else -1
+        base = c[i] << shift
+        now = base | (ms[i] - origin)
+        devices_counted = np.searchsorted(openings, now) - np.searchsorted(openings, base)
         n_before = n[i]
         # timing
         sin_sum, cos_sum = day[i, 0] + t[T_SIN], day[i, 1] + t[T_COS]
@@ -228,24 +249,24 @@ def customer_features(
         # the customer x counterparty pair
         first_time = np.nan
         if m[i] >= 0:
-            pair_n = day[i, 5] + (pair_count[pair_at[i]] if pair_at[i] >= 0 else 0.0)
+            pair_n = day[i, 5] + (pair_count[pair_at] if pair_at >= 0 else 0.0)
             o[_BASE + 13] = pair_n
             first_time = 1.0 if pair_n == 0 else 0.0
             o[_BASE + 14] = first_time
-        first_ms = pair_first_ms[pair_at[i]] if pair_at[i] >= 0 else np.nan
+        first_ms = pair_first_ms[pair_at] if pair_at >= 0 else np.nan
         if first_ms != first_ms:
             first_ms = np.nan if math.isinf(first_day[i]) else first_day[i]
         o[_BASE + 15] = (ms[i] - first_ms) / DAY_MS
         customer_spend = day[i, 8] + t[T_PAISE]
         if m[i] >= 0 and customer_spend > 0:
-            o[_BASE + 16] = (day[i, 6] + (pair_paise[pair_at[i]] if pair_at[i] >= 0 else 0.0)) / customer_spend
+            o[_BASE + 16] = (day[i, 6] + (pair_paise[pair_at] if pair_at >= 0 else 0.0)) / customer_spend
         if percentile[i] == percentile[i] and first_time == first_time:
             o[_BASE + 17] = 1.0 if first_time == 1 and percentile[i] > HIGH_AMOUNT_PERCENTILE else 0.0
         # the customer x device pair, and the customer's devices
         if d[i] >= 0:
-            seen = day[i, 7] + (device_count[device_at[i]] if device_at[i] >= 0 else 0.0)
+            seen = day[i, 7] + (device_count[device_at] if device_at >= 0 else 0.0)
             o[_BASE + 18] = 1.0 if seen == 0 else 0.0
-        o[_BASE + 19] = devices_counted[i] + t[T_DEVICES]
+        o[_BASE + 19] = devices_counted + t[T_DEVICES]
         # places: the latest earlier place of the day, else the twin's last known one
         previous = gmat[latest[i, 2], g_city] if latest[i, 2] >= 0 else t[T_CITY]
         if city[i] >= 0 and previous >= 0:
@@ -263,6 +284,12 @@ def customer_features(
         o[_BASE + 23] = speed
         if speed == speed:
             o[_BASE + 24] = 1.0 if km > IMPOSSIBLE_MIN_KM and speed > IMPOSSIBLE_SPEED_KMH else 0.0
+        if has_labels:
+            usable = np.searchsorted(labels, now)
+            o[_BASE + 25] = usable - np.searchsorted(labels, base)
+            o[_BASE + 26] = usable - np.searchsorted(labels, max(base | (ms[i] - WINDOW_LIMITS[W30D] - origin), base))
+            if usable > 0 and labels[usable - 1] >= base:
+                o[_BASE + 27] = (now - labels[usable - 1]) / DAY_MS
     return out
 
 

@@ -25,8 +25,8 @@ from features.context import LABELS_FIELD
 from features.inputs import FeatureInputError, business_offset_ms
 from features.merchant import label_events
 from features.online_kernels import (
-    COUNTERPARTY_OUTPUTS, DAY_READS, HISTORY_READS, LABEL_FREE, OUTPUTS, TOTALS, WINDOW_READS, amount_history,
-    counterparty_features, customer_features,
+    COUNTERPARTY_OUTPUTS, CUSTOMER_LABEL_FREE, DAY_READS, HISTORY_READS, LABEL_FREE, OUTPUTS, PAIR_BITS, TOTALS,
+    WINDOW_READS, amount_history, counterparty_features, customer_features,
 )
 from features.online_batch import Batch, EntityCodes, row_values
 from features.online_store import Events, Gathered, IntMap, KeySpace, Rows
@@ -40,7 +40,6 @@ DAY_COLUMNS = (  # what the day's earlier rows give besides
     "ms", "ts_us", "paise", "sin", "cos", "hour", "weekday", "night", "x", "x2", "bucket", "salary", "city", "state",
     "lat", "lon", "counterparty", "device",
 )
-PAIR_BITS = 32  # (customer, counterparty or device) pairs as one int64: customer code << 32 | other code
 # The twin's running totals per customer that the families read (features.twin._profiles).
 CUSTOMER_TOTALS = TOTALS
 TOTAL_DEFAULTS = np.array([np.nan if name.startswith("last_") else 0.0 for name in CUSTOMER_TOTALS])
@@ -383,32 +382,17 @@ class OnlineState:
     def _customer_features(self, r, out: dict) -> None:
         h, w, g = r.history, r.window, r.day_rows
         t = h["totals"]
-        has_m, has_d = r.m >= 0, r.d >= 0
-        pair_at = np.where(has_m, self.pair_index.get((r.c << PAIR_BITS) | np.maximum(r.m, 0)), -1)
-        device_at = np.where(has_d, self.device_pair_index.get((r.c << PAIR_BITS) | np.maximum(r.d, 0)), -1)
-        base, now = self.keys.base(r.c), self.keys.key(r.c, r.ms)
         values = customer_features(
             r.ms, r.m, r.d, r.c, r.hour, r.weekday, r.angle, r.paise, r.x, r.city, r.state, r.lat, r.lon,
             t["known"], t["matrix"], h["n"], h["log_sum"], h["log_sq_sum"], h["percentile"],
             self.c_total["hour_counts"], self.c_total["weekday_counts"],
-            w.segment, w.matrix, _positions(w.index, WINDOW_READS), w["large"].astype(np.int64),
-            g.segment, g.matrix, _positions(g.index, DAY_READS),
-            pair_at, self.pair_total["txn_count"], self.pair_total["first_ms"], self.pair_total["amount_sum_paise"],
-            device_at, self.device_pair_count,
-            self.customer_device_openings.count(base, now).astype(np.float64),
+            w.segment, w.matrix, _positions(w.index, WINDOW_READS), w["large"],
+            g.segment, g.matrix, _positions(g.index, DAY_READS), self.keys.shift, self.keys.origin_ms,
+            self.pair_index.keys, self.pair_index.values, self.pair_total["txn_count"], self.pair_total["first_ms"],
+            self.pair_total["amount_sum_paise"], self.device_pair_index.keys, self.device_pair_index.values,
+            self.device_pair_count, self.customer_device_openings.keys, self.customer_labels.keys, self.has_labels,
         )
-        out.update(zip(OUTPUTS, values.T))
-
-        if self.has_labels:  # the customer's own fraud history
-            out["customer_fraud_count_known"] = self.customer_labels.count(base, now)
-            out["customer_fraud_count_known_30d"] = self.customer_labels.count(
-                np.maximum(self.keys.key(r.c, r.ms - WINDOW_MS["30d"]), base), now)
-            out["customer_days_since_fraud_known"] = self._since(self.customer_labels.latest(base, now), now)
-
-    @staticmethod
-    def _since(found: np.ndarray, now: np.ndarray) -> np.ndarray:
-        """Days from an event's key to the row's key (same entity), NaN when there is none."""
-        return np.where(found >= 0, (now - found).astype(np.float64), np.nan) / DAY_MS
+        out.update(zip(OUTPUTS if self.has_labels else OUTPUTS[:CUSTOMER_LABEL_FREE], values.T))
 
     def _counterparty_features(self, r, out: dict) -> None:
         level0, level1, level2 = (level.keys for level in self.counterparty_rows.levels)
