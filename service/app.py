@@ -5,13 +5,13 @@ and the batch body model is built per app (its size limit comes from configurati
 """
 
 import asyncio
-import json
 import logging
 import math
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Request
 from fastapi.concurrency import run_in_threadpool
@@ -31,7 +31,6 @@ log = logging.getLogger("finrisk.service")
 RESPONSE_COLUMNS = ("txn_id", *RESULT_SCHEMA, "duplicate")
 INLINE_ROWS = 64  # scoring calls up to this many transactions run on the event loop, larger ones in a thread
 BATCH_WAIT_S = 0.001  # when requests overlap, how long a call waits for more requests to score with
-_BODY = json.JSONEncoder(separators=(",", ":"))
 
 
 def request_records(transactions: list[Transaction]) -> list[dict]:
@@ -130,8 +129,8 @@ def _json_safe(value):
 
 def _results_json(results: list[dict], wrap: bool) -> Response:
     rows = [{name: r[name] for name in RESPONSE_COLUMNS} for r in results]
-    body = _BODY.encode({"results": rows} if wrap else rows[0])
-    return Response(content=body, media_type="application/json")
+    # orjson: a batch's answer in a tenth of the time of the json module (non-finite numbers as null).
+    return Response(content=orjson.dumps({"results": rows} if wrap else rows[0]), media_type="application/json")
 
 
 ERRORS = {
