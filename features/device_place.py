@@ -1,8 +1,11 @@
 """Device and place: new devices, shared devices, moves between cities and impossible travel."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
+from numba import njit
 
 from features.context import ENTITY_KEYS, FeatureContext
 from features.inputs import codes_in, dense_codes
@@ -103,24 +106,51 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
         lon = ctx.values("_lon", pl.col("longitude"))
         located = ~np.isnan(lat) & ~np.isnan(lon)
         prev = previous_rows(customer, located)
-        has_prev = prev >= 0
-        safe = np.maximum(prev, 0)
-        prev_lat = np.where(has_prev, lat[safe], ctx.before("customer", "last_lat", np.nan))
-        prev_lon = np.where(has_prev, lon[safe], ctx.before("customer", "last_lon", np.nan))
-        prev_ms = np.where(has_prev, ctx.ms[safe], ctx.before("customer", "last_geo_ms", np.nan))
-        km = haversine_km(prev_lat, prev_lon, lat, lon)
-        hours = np.maximum((ctx.ms - prev_ms) / HOUR_MS, MIN_TRAVEL_HOURS)
-        speed = km / hours
+        n = ctx.n
+        km, speed, impossible = travel(
+            prev, lat, lon, ctx.ms, *(np.broadcast_to(np.asarray(ctx.before("customer", name, np.nan), np.float64), n)
+                                      for name in ("last_lat", "last_lon", "last_geo_ms")),
+        )
         out["distance_from_prev_km"] = km
         out["travel_speed_kmh"] = speed
-        out["impossible_travel"] = np.where(
-            np.isnan(speed), np.nan, (km > IMPOSSIBLE_MIN_KM) & (speed > IMPOSSIBLE_SPEED_KMH)
-        )
+        out["impossible_travel"] = impossible
     return out
 
 
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(lon2 - lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.minimum(np.maximum(a, 0), 1)))  # np.clip, at a third of its cost
+@njit(cache=True)
+def haversine_km(lat1, lon1, lat2, lon2):
+    """Great-circle km between two points (NaN when a coordinate is missing)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    if a != a:
+        return np.nan
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
+
+
+@njit(cache=True)
+def travel_from(prev_lat, prev_lon, prev_ms, lat, lon, ms):
+    """km from the previous place, the speed that needs (gaps under MIN_TRAVEL_HOURS count as that),
+    and whether that is impossible travel (1.0 / 0.0); NaN where a place or time is missing."""
+    km = haversine_km(prev_lat, prev_lon, lat, lon)
+    hours = (ms - prev_ms) / HOUR_MS
+    if hours != hours:
+        return km, np.nan, np.nan
+    speed = km / max(hours, MIN_TRAVEL_HOURS)
+    if speed != speed:
+        return km, speed, np.nan
+    return km, speed, 1.0 if km > IMPOSSIBLE_MIN_KM and speed > IMPOSSIBLE_SPEED_KMH else 0.0
+
+
+@njit(nogil=True, cache=True)
+def travel(prev, lat, lon, ms, last_lat, last_lon, last_ms):
+    """travel_from for every row, from its previous located row `prev` (-1: the twin's last place)."""
+    n = len(prev)
+    km, speed, impossible = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        j = prev[i]
+        if j >= 0:
+            km[i], speed[i], impossible[i] = travel_from(lat[j], lon[j], ms[j], lat[i], lon[i], ms[i])
+        else:
+            km[i], speed[i], impossible[i] = travel_from(last_lat[i], last_lon[i], last_ms[i], lat[i], lon[i], ms[i])
+    return km, speed, impossible

@@ -14,9 +14,9 @@ import math
 import numpy as np
 from numba import njit
 
-from features.device_place import EARTH_RADIUS_KM, IMPOSSIBLE_MIN_KM, IMPOSSIBLE_SPEED_KMH, MIN_TRAVEL_HOURS
+from features.device_place import travel_from
 from features.merchant import HIGH_AMOUNT_PERCENTILE, KNOWN_RISK_WINDOW, RISK_WINDOWS
-from features.spec import DAY_MS, HOUR_MS, WINDOW_MS
+from features.spec import DAY_MS, WINDOW_MS
 from features.timing import SALARY_RECENT_DAYS
 from features.velocity import MIN_LOG_STD
 
@@ -70,17 +70,6 @@ def _max(a, b):
 @njit(cache=True, inline="always")
 def _share(part, whole):
     return part / whole if whole > 0 else np.nan
-
-
-@njit(cache=True, inline="always")
-def _haversine_km(lat1, lon1, lat2, lon2):
-    """features.device_place.haversine_km for one pair (NaN when a coordinate is missing)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    if a != a:
-        return np.nan
-    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
 
 
 HISTORY_READS = ("x", "x2", "bucket")  # what amount_history reads of the day's earlier rows
@@ -278,12 +267,10 @@ def customer_features(
         prev_lat = gmat[at, g_lat] if at >= 0 else t[T_LAT]
         prev_lon = gmat[at, g_lon] if at >= 0 else t[T_LON]
         prev_geo = gmat[at, g_ms] if at >= 0 else t[T_GEO_MS]
-        km = _haversine_km(prev_lat, prev_lon, lat[i], lon[i])
-        speed = km / _max((ms[i] - prev_geo) / HOUR_MS, MIN_TRAVEL_HOURS)
+        km, speed, impossible = travel_from(prev_lat, prev_lon, prev_geo, lat[i], lon[i], ms[i])
         o[_BASE + 22] = km
         o[_BASE + 23] = speed
-        if speed == speed:
-            o[_BASE + 24] = 1.0 if km > IMPOSSIBLE_MIN_KM and speed > IMPOSSIBLE_SPEED_KMH else 0.0
+        o[_BASE + 24] = impossible
         if has_labels:
             usable = np.searchsorted(labels, now)
             o[_BASE + 25] = usable - np.searchsorted(labels, base)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from features.inputs import FeatureInputError
 
@@ -34,6 +35,35 @@ def _sort_order(key: np.ndarray) -> np.ndarray:
         fixed = members[np.lexsort((order[members], sorted_key[members]))]
         order[members] = order[fixed]
     return order
+
+
+@njit(nogil=True, cache=True)
+def _sums_before(values, first, begin, prefix, out):
+    """out[p] = sum of values over positions [begin[p], first[p]) via the running total `prefix`
+    (n + 1 long, of out's dtype), as a cumulative sum and two look-ups: one pass, no temporaries."""
+    prefix[0] = 0
+    for p in range(len(values)):
+        prefix[p + 1] = prefix[p] + values[p]
+    for p in range(len(values)):
+        f, b = first[p], begin[p]
+        out[p] = prefix[f] - prefix[b] if f > b else 0
+
+
+@njit(nogil=True, cache=True)
+def _last_marked_before(first, start, mask, use_mask):
+    """Position of the latest marked position before first[p] and not before start[p], or -1."""
+    n = len(first)
+    latest = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    running = -1
+    for p in range(n):
+        if not use_mask or mask[p]:
+            running = p
+        latest[p] = running
+        f = first[p]
+        candidate = latest[f - 1] if f > 0 else -1  # f <= p: already filled
+        out[p] = candidate if candidate >= start[p] else -1
+    return out
 
 
 def _index_dtype(n: int):
@@ -136,19 +166,15 @@ class Timeline:
 
     # ---- running totals over the entity's whole history (from `since` online) -------------------
 
-    @staticmethod
-    def _prefix(values: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(values) + 1, dtype=np.float64 if values.dtype.kind == "f" else np.int64)
-        np.cumsum(values, out=out[1:])
-        return out
-
     def counted_before(self) -> np.ndarray:
         """Rows of the entity before this row's instant (and from `begin`)."""
         return np.maximum(self.first - self.begin, 0)
 
     def sum_before(self, values: np.ndarray) -> np.ndarray:
-        cs = self._prefix(values)
-        return np.where(self.first > self.begin, cs[self.first] - cs[np.minimum(self.begin, self.first)], 0)
+        dtype = np.float64 if values.dtype.kind == "f" else np.int64
+        out = np.empty(len(values), dtype=dtype)
+        _sums_before(values, self.first, self.begin, np.empty(len(values) + 1, dtype=dtype), out)
+        return out
 
     def opens_entity(self) -> np.ndarray:
         """True on the first counted row of each entity (the row that makes it known)."""
@@ -161,11 +187,8 @@ class Timeline:
 
     def last_before(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Timeline position of the entity's latest row (satisfying mask) before this instant, or -1."""
-        pos = np.arange(len(self.key), dtype=np.int64)
-        marked = pos if mask is None else np.where(mask, pos, -1)
-        latest = np.maximum.accumulate(marked) if len(marked) else marked
-        candidate = np.where(self.first > 0, latest[np.maximum(self.first - 1, 0)], -1)
-        return np.where(candidate >= self.start, candidate, -1)
+        use_mask = mask is not None
+        return _last_marked_before(self.first, self.start, mask if use_mask else np.zeros(0, dtype=bool), use_mask)
 
     # ---- windows over real time -----------------------------------------------------------------
 
