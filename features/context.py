@@ -160,6 +160,10 @@ class FeatureContext:
             )
         return self._timelines[kind]
 
+    def forget(self, kind: str) -> None:
+        """Free one timeline now (a family that is the last to read it, once it is done with it)."""
+        self._timelines.pop(kind, None)
+
     def release(self, timelines: set[str], cached: set[str]) -> None:
         """Free the timelines and shared values no later family needs (each holds arrays of every row)."""
         for kind in list(self._timelines):

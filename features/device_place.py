@@ -91,6 +91,9 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
         devices = ctx.timeline("device")
         sharing = devices.put(devices.sum_before(devices.take(opens))) + ctx.before("device", "customer_count")
         out["customers_per_device"] = np.where(device_known, sharing, np.nan)
+        del seen, opens, sharing, pairs, devices
+        ctx.forget("device_pair")  # no later family reads these two
+        ctx.forget("device")
     for column, name in (("city", "city_changed"), ("state", "state_changed")):
         if not ctx.has(column):
             continue

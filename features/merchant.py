@@ -145,10 +145,13 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     out["pair_spend_share"] = np.where(
         customer_spend > 0, pair_spend / np.where(customer_spend > 0, customer_spend, 1), np.nan
     )
+    del pair_n, first_ms, pair_spend, customer_spend  # each a float64 per row: freed before the windows below
 
     merchant = ctx.timeline("counterparty")
     fan_in = merchant.put(merchant.sum_before(merchant.take(pair_openings(ctx)))) + ctx.before("counterparty", "fan_in")
     out["merchant_fan_in"] = np.where(counterparty_known, fan_in, np.nan)
+    del fan_in, pair
+    ctx.forget("pair")  # no later family reads it
     delay = ctx.label_delay_ms
     specs = {"count_7d": (None, "sum", WINDOW_MS["7d"]), "count_delay": (None, "sum", delay)}
     for w in RISK_WINDOWS:  # transactions in [t - delay - w, t - delay): the window (delay + w) minus the last `delay`
@@ -170,6 +173,8 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
             out[f"merchant_fraud_count_{w}"] = merchant.put(usable)
             exposed = counts[f"count_delay_{w}"] - counts["count_delay"]
             out[f"merchant_fraud_rate_{w}"] = merchant.put(np.where(exposed > 0, usable / np.maximum(exposed, 1), np.nan))
+        del usable_labels, usable, exposed
+    del counts
     percentile = amount_history(ctx)["percentile"]
     out["new_counterparty_high_amount"] = np.where(
         np.isnan(percentile) | np.isnan(first_time), np.nan, (first_time == 1) & (percentile > HIGH_AMOUNT_PERCENTILE)

@@ -7,7 +7,7 @@ import polars as pl
 from features.context import FeatureContext
 from features.velocity import customer_windows
 from features.inputs import business_offset_ms, ms_range
-from features.spec import FeatureColumns, DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_MS, Feature, family
+from features.spec import FeatureColumns, DAY_MS, HOUR_MS, MINUTE_MS, Feature, family
 from finrisk.schema import BUSINESS_TZ
 
 SALARY_RECENT_DAYS = 2  # salary-day flag: a salary credit arrived within this many days before
@@ -124,6 +124,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     usual = np.arctan2(sin_sum, cos_sum)
     gap = np.abs((angle - usual + np.pi) % (2 * np.pi) - np.pi) * 24 / (2 * np.pi)
     out["hour_deviation"] = np.where(has_history & (resultant > 1e-6), gap, np.nan)
+    del has_history, sin_sum, cos_sum, resultant, usual, gap  # a float64 per row each: freed as the family goes
 
     same_hour, _ = tl.bucket_counts_before(tl.take(hour), 24, with_below=False)
     out["hour_profile_share"] = _share(tl.put(same_hour) + _in_bucket(ctx, "hour_counts", 24, hour), n_before)
@@ -133,6 +134,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     )
     nights = tl.put(tl.sum_before(tl.take(is_night))) + ctx.before("customer", "night_count")
     out["night_share_prior"] = _share(nights, n_before)
+    del same_hour, same_weekday, nights, n_before
 
     time = tl.time
     previous = tl.last_before()
@@ -147,6 +149,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     mean_gap = tl.put(np.where(count >= 2, span / np.maximum(count - 1, 1) / 1000, np.nan))
     out["interarrival_mean_30d_s"] = mean_gap
     out["interarrival_ratio"] = np.where(mean_gap > 0, since_prev / np.where(mean_gap > 0, mean_gap, 1), np.nan)
+    del prev_ms, since_prev, count, last, span, mean_gap
 
     if ctx.has("counterparty_type"):
         salary = ctx.events.select(salary_credit().fill_null(False)).to_series().to_numpy()

@@ -160,13 +160,17 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     out = FeatureColumns(FEATURES)
     counts, sums = {}, {}
     for w in WINDOW_MS:
-        counts[w] = tl.put(windows[f"count_{w}"])
-        sums[w] = tl.put(windows[f"paise_{w}"]) / 100  # integer paise summed exactly, then rupees
-        out[f"txn_count_{w}"] = counts[w]
-        out[f"amount_sum_{w}_rupees"] = sums[w]
+        count = tl.put(windows[f"count_{w}"])
+        total = tl.put(windows[f"paise_{w}"]) / 100  # integer paise summed exactly, then rupees
+        out[f"txn_count_{w}"] = count
+        out[f"amount_sum_{w}_rupees"] = total
+        if w in ("1h", "24h", "30d"):  # the ones read below: the others are freed as they go
+            counts[w], sums[w] = count, total
+        del count, total
     out["amount_vs_30d_mean"] = np.where(counts["30d"] > 0, rupees / (sums["30d"] / np.maximum(counts["30d"], 1)), np.nan)
     max_30d = tl.put(windows["max_paise_30d"]) / 100
     out["amount_to_max_30d"] = np.where(max_30d > 0, rupees / np.where(max_30d > 0, max_30d, 1), np.nan)
+    del max_30d
 
     h = amount_history(ctx)
     n = h["n"]
@@ -174,6 +178,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     var = (h["log_sq_sum"] - h["log_sum"] * mean) / np.where(n > 1, n - 1, 1)
     std = np.maximum(np.sqrt(np.maximum(var, 0)), MIN_LOG_STD)
     out["amount_log_zscore"] = np.where(n >= 2, (h["x"] - mean) / std, np.nan)
+    del mean, var, std
     out["amount_percentile"] = h["percentile"]
     large = tl.rolling({"large": tl.take(large_amount_flags(ctx))}, {"large_7d": ("large", "sum", WINDOW_MS["7d"])})
     out["large_amount_count_7d"] = tl.put(large["large_7d"])
