@@ -1,0 +1,58 @@
+"""Timeline windows, running sums and look-ups against worked examples and plain loops, on random
+histories with ties (several rows of one entity at one instant) and rows without an entity."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from features.timeline import Timeline
+
+DAY = 86_400_000
+
+
+def _history(seed: int, n: int = 4000, entities: int = 60):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-1, entities, n)  # -1: no entity (not on the timeline)
+    ms = np.sort(1_700_000_000_000 + rng.integers(0, 40 * DAY, n) // 60_000 * 60_000)  # rows in time order, as
+    # the features take them; whole minutes, so ties happen
+    amounts = rng.integers(0, 100_000, n)
+    return codes, ms, amounts
+
+
+def test_windows_exclude_the_same_instant_and_other_entities():
+    codes = np.array([0, 0, 0, 1, 1])
+    ms = np.array([1_000, 2_000, 2_000, 1_500, 2_500])
+    tl = Timeline(codes, 2, ms, origin_ms=0, horizon_ms=10_000)
+    out = tl.rolling({"v": tl.take(np.array([5, 7, 11, 13, 17]))},
+                     {"n": (None, "sum", 5_000), "s": ("v", "sum", 5_000), "top": ("v", "max", 5_000)})
+    by_row = {name: tl.put(values) for name, values in out.items()}
+    assert by_row["n"].tolist() == [0, 1, 1, 0, 1]  # the two rows at 2,000 do not see each other
+    assert by_row["s"].tolist() == [0, 5, 5, 0, 13]
+    assert np.isnan(by_row["top"][0]) and by_row["top"][1:].tolist()[:2] == [5, 5] and by_row["top"][4] == 13
+
+
+def test_sums_and_latest_before_match_a_plain_loop():
+    codes, ms, amounts = _history(7, n=1500, entities=25)
+    tl = Timeline(codes, 25, ms)
+    flags = amounts % 3 == 0
+    sums = tl.put(tl.sum_before(tl.take(amounts)))
+    latest = tl.last_before(tl.take(flags))
+    row_latest = np.where(latest >= 0, tl.idx[np.maximum(latest, 0)], -1)
+    where = np.full(len(codes), -1)
+    where[tl.idx] = row_latest
+    for i in np.flatnonzero(codes >= 0)[:400]:
+        earlier = np.flatnonzero((codes == codes[i]) & (ms < ms[i]))
+        assert sums[i] == amounts[earlier].sum()
+        marked = earlier[flags[earlier]]
+        if len(marked):  # the latest marked earlier row (ties at one instant: any of them has its time)
+            assert ms[where[i]] == ms[marked].max() and flags[where[i]]
+        else:
+            assert where[i] == -1
+
+
+def test_timeline_refuses_values_of_the_wrong_length():
+    tl = Timeline(np.array([0, 1, 0]), 2, np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="expects 3 values"):
+        tl.take(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="expects 3 values"):
+        tl.put(np.array([1.0]))
