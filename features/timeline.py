@@ -52,6 +52,17 @@ def _scatter(values, idx, out):
 
 
 @njit(nogil=True, cache=True)
+def _starts(key, shift, start, first):
+    """Per position of sorted keys: where its entity's positions start, and where its key's do."""
+    for p in range(len(key)):
+        if p == 0 or (key[p] >> shift) != (key[p - 1] >> shift):
+            start[p] = p
+        else:
+            start[p] = start[p - 1]
+        first[p] = p if p == 0 or key[p] != key[p - 1] else first[p - 1]
+
+
+@njit(nogil=True, cache=True)
 def _sums_before(values, first, begin, prefix, out):
     """out[p] = sum of values over positions [begin[p], first[p]) via the running total `prefix`
     (n + 1 long, of out's dtype), as a cumulative sum and two look-ups: one pass, no temporaries."""
@@ -131,18 +142,14 @@ class Timeline:
         key = (code.astype(np.int64) << self.shift) | offset.astype(np.int64)
         del code, time, offset
         order = _sort_order(key)
-        self.idx = rows[order]  # row position of each timeline position
-        self.key = key[order]
+        self.idx = np.empty(len(order), dtype=index)  # row position of each timeline position
+        _gather(rows, order, self.idx)
+        self.key = np.empty(len(order), dtype=np.int64)
+        _gather(key, order, self.key)
         del key, order, rows
-        n = len(self.key)
-        pos = np.arange(n, dtype=index)
-        code = self.key >> self.shift
-        new_entity = np.ones(n, dtype=bool)
-        new_entity[1:] = code[1:] != code[:-1]
-        self.start = np.maximum.accumulate(np.where(new_entity, pos, 0)).astype(index)
-        new_instant = np.ones(n, dtype=bool)
-        new_instant[1:] = self.key[1:] != self.key[:-1]
-        self.first = np.maximum.accumulate(np.where(new_instant, pos, 0)).astype(index)  # rows before this instant
+        self.start = np.empty(len(self.key), dtype=index)  # the entity's first position
+        self.first = np.empty(len(self.key), dtype=index)  # the instant's first position: rows before this instant
+        _starts(self.key, self.shift, self.start, self.first)
         if since_ms is None:
             self.begin = self.start
         else:
