@@ -24,17 +24,18 @@ def _bits(value: int) -> int:
     return max(int(value).bit_length(), 1)
 
 
-def _sort_order(key: np.ndarray) -> np.ndarray:
-    """Positions that sort `key`; rows with equal keys (one entity, one instant) stay in row order,
-    so "the previous row" is the same on every run."""
+def _sort_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions that sort `key`, and the sorted keys; rows with equal keys (one entity, one instant)
+    stay in row order, so "the previous row" is the same on every run."""
     order = pl.Series(key).arg_sort().to_numpy().copy()
-    sorted_key = key[order]
+    sorted_key = np.empty(len(key), dtype=np.int64)
+    _gather(key, order, sorted_key)
     tied = np.flatnonzero(sorted_key[1:] == sorted_key[:-1])
     if len(tied):  # rare: re-order only the runs of equal keys by row position
         members = np.unique(np.concatenate([tied, tied + 1]))
         fixed = members[np.lexsort((order[members], sorted_key[members]))]
-        order[members] = order[fixed]
-    return order
+        order[members] = order[fixed]  # equal keys: the sorted keys stay as they are
+    return order, sorted_key
 
 
 # Row order <-> timeline order in compiled loops: numpy's fancy indexing first copies the int32
@@ -141,11 +142,9 @@ class Timeline:
             )
         key = (code.astype(np.int64) << self.shift) | offset.astype(np.int64)
         del code, time, offset
-        order = _sort_order(key)
+        order, self.key = _sort_order(key)
         self.idx = np.empty(len(order), dtype=index)  # row position of each timeline position
         _gather(rows, order, self.idx)
-        self.key = np.empty(len(order), dtype=np.int64)
-        _gather(key, order, self.key)
         del key, order, rows
         self.start = np.empty(len(self.key), dtype=index)  # the entity's first position
         self.first = np.empty(len(self.key), dtype=index)  # the instant's first position: rows before this instant
