@@ -37,6 +37,8 @@ def as_column(feature: Feature, values) -> pl.Series:
         series = values
     else:
         array = np.asarray(values)
+        if feature.dtype == pl.Float32 and array.dtype.kind in "fiub" and array.dtype != np.float32:
+            array = array.astype(np.float32)  # numpy's cast is several times cheaper than a Series cast
         series = pl.Series(feature.name, array, nan_to_null=array.dtype.kind == "f")
     return series.alias(feature.name).cast(feature.dtype, strict=False)
 

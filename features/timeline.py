@@ -38,6 +38,68 @@ def _sort_order(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, sorted_key
 
 
+RADIX_BITS = 20  # entity codes are sorted in digits of at most this many bits: at most 1 M counters a pass
+
+
+@njit(nogil=True, cache=True)
+def _entity_order(code, n_codes, time, offset, base, shift, order, key):
+    """Stable radix sort of rows by entity code into `order`, when `time` never decreases (rows in time
+    order, as the features take them): a few linear passes instead of a comparison sort of the keys,
+    and rows of one entity at one instant stay in row order. Fills `key` with the sorted keys (code in
+    the high bits, offset - base in the low) on the way. Returns False, order unfilled, otherwise and
+    when a code lies outside 0 .. n_codes - 1."""
+    n = len(code)
+    for p in range(1, n):
+        if time[p] < time[p - 1]:
+            return False
+    for p in range(n):
+        if code[p] < 0 or code[p] >= n_codes:  # the loops below do not check bounds
+            return False
+    bits = 1
+    while (1 << bits) < n_codes:
+        bits += 1
+    passes = (bits + RADIX_BITS - 1) // RADIX_BITS
+    width = (bits + passes - 1) // passes
+    mask = (1 << width) - 1
+    if passes == 1:  # one counting pass straight from the codes
+        slot = np.zeros(n_codes + 1, dtype=np.int64)
+        for p in range(n):
+            slot[code[p] + 1] += 1
+        for c in range(n_codes):
+            slot[c + 1] += slot[c]
+        for p in range(n):
+            c = code[p]
+            order[slot[c]] = p
+            key[slot[c]] = (np.int64(c) << shift) | np.int64(offset[p] - base)
+            slot[c] += 1
+        return True
+    keys = code.astype(np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    next_keys = np.empty(n, dtype=np.int64)
+    next_rows = np.empty(n, dtype=np.int64)
+    for k in range(passes):
+        digit = k * width
+        slot = np.zeros(mask + 2, dtype=np.int64)
+        for p in range(n):
+            slot[((keys[p] >> digit) & mask) + 1] += 1
+        for d in range(mask + 1):
+            slot[d + 1] += slot[d]
+        last = k == passes - 1
+        for p in range(n):
+            d = (keys[p] >> digit) & mask
+            if last:
+                order[slot[d]] = rows[p]
+                key[slot[d]] = (keys[p] << shift) | np.int64(offset[rows[p]] - base)
+            else:
+                next_keys[slot[d]] = keys[p]
+                next_rows[slot[d]] = rows[p]
+            slot[d] += 1
+        if not last:
+            keys, next_keys = next_keys, keys
+            rows, next_rows = next_rows, rows
+    return True
+
+
 # Row order <-> timeline order in compiled loops: numpy's fancy indexing first copies the int32
 # positions to int64, which at 10 M rows costs as much as the random accesses themselves.
 @njit(nogil=True, cache=True)
@@ -116,22 +178,23 @@ class Timeline:
         self._ms = ms
         index = _index_dtype(self.n_rows + 1)
         valid = codes >= 0
-        rows = np.arange(self.n_rows, dtype=index) if valid.all() else np.flatnonzero(valid).astype(index)
-        code = codes[rows]
-        time = ms[rows]
+        rows = None if valid.all() else np.flatnonzero(valid).astype(index)  # None: every row
+        code = codes if rows is None else codes[rows]
+        time = ms if rows is None else ms[rows]
+        del valid
         self.windowed = origin_ms is not None
         self.origin_ms = origin_ms
         if self.windowed:
             # Real time axis: windows can be looked up; the horizon keeps key - window inside the entity.
-            offset = time - origin_ms
-            if len(offset) and offset.min() < 0:
+            offset, base = time, origin_ms
+            if len(time) and time.min() < origin_ms:
                 raise ValueError("origin_ms must not be later than the first instant")
-            span = (int(offset.max()) if len(offset) else 0) + horizon_ms + 1
+            span = (int(time.max()) - origin_ms if len(time) else 0) + horizon_ms + 1
         else:
             # Running totals only: the rank of the instant orders rows with far fewer bits than milliseconds.
             is_new = np.ones(len(time), dtype=bool)
             is_new[1:] = time[1:] != time[:-1]
-            offset = np.cumsum(is_new)
+            offset, base = np.cumsum(is_new), 0
             self._instants = time[is_new]
             span = int(offset[-1]) + 1 if len(offset) else 1
             del is_new
@@ -140,12 +203,17 @@ class Timeline:
             raise FeatureInputError(
                 f"{n_codes:,} entities over this time span do not fit one 62-bit key; split the history"
             )
-        key = (code.astype(np.int64) << self.shift) | offset.astype(np.int64)
+        order = np.empty(len(code), dtype=index)
+        self.key = np.empty(len(code), dtype=np.int64)
+        if not _entity_order(code, max(n_codes, 0), time, offset, base, self.shift, order, self.key):
+            order, self.key = _sort_order((code.astype(np.int64) << self.shift) | (offset - base).astype(np.int64))
         del code, time, offset
-        order, self.key = _sort_order(key)
-        self.idx = np.empty(len(order), dtype=index)  # row position of each timeline position
-        _gather(rows, order, self.idx)
-        del key, order, rows
+        if rows is None:
+            self.idx = order.astype(index, copy=False)  # row position of each timeline position
+        else:
+            self.idx = np.empty(len(order), dtype=index)
+            _gather(rows, order, self.idx)
+        del order, rows
         self.start = np.empty(len(self.key), dtype=index)  # the entity's first position
         self.first = np.empty(len(self.key), dtype=index)  # the instant's first position: rows before this instant
         _starts(self.key, self.shift, self.start, self.first)

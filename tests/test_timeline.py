@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from features.timeline import Timeline
+from features.timeline import Timeline, _sort_order
 
 DAY = 86_400_000
 
@@ -56,3 +56,33 @@ def test_timeline_refuses_values_of_the_wrong_length():
         tl.take(np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="expects 3 values"):
         tl.put(np.array([1.0]))
+
+
+
+def test_rows_in_time_order_sort_like_the_keys():
+    """The linear sort of rows already in time order gives the same timeline as sorting the keys,
+    and rows out of time order fall back to sorting the keys."""
+    codes, ms, amounts = _history(11, n=3000, entities=40)
+    tl = Timeline(codes, 40, ms, origin_ms=int(ms[0]), horizon_ms=DAY)
+    rows = np.flatnonzero(codes >= 0)
+    order, key = _sort_order((codes[rows].astype(np.int64) << tl.shift) | (ms[rows] - ms[0]))
+    assert np.array_equal(tl.key, key) and np.array_equal(tl.idx, rows[order])
+
+    shuffled = np.random.default_rng(3).permutation(len(ms))
+    out_of_order = Timeline(codes[shuffled], 40, ms[shuffled], origin_ms=int(ms[0]), horizon_ms=DAY)
+    assert np.array_equal(out_of_order.key, tl.key)
+    sums = out_of_order.put(out_of_order.sum_before(out_of_order.take(amounts[shuffled])))
+    for i in np.flatnonzero(codes[shuffled] >= 0)[:300]:
+        earlier = (codes[shuffled] == codes[shuffled][i]) & (ms[shuffled] < ms[shuffled][i])
+        assert sums[i] == amounts[shuffled][earlier].sum()
+
+
+def test_sparse_codes_sort_in_several_digits():
+    """Codes far larger than the rows (entity pairs) take several radix passes and sort the same."""
+    codes, ms, _ = _history(5, n=3000, entities=40)
+    sparse = np.where(codes >= 0, codes * 1_000_003_117 + (codes * 7919) % 1013, -1)  # up to ~2^35
+    tl = Timeline(sparse, 40 * 1_000_003_117, ms)
+    rows = np.flatnonzero(sparse >= 0)
+    rank = np.unique(ms[rows], return_inverse=True)[1] + 1
+    order, key = _sort_order((sparse[rows].astype(np.int64) << tl.shift) | rank)
+    assert np.array_equal(tl.key, key) and np.array_equal(tl.idx, rows[order])
