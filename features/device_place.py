@@ -10,7 +10,6 @@ from numba import njit
 from features.context import ENTITY_KEYS, FeatureContext
 from features.inputs import codes_in, dense_codes
 from features.spec import FeatureColumns, HOUR_MS, Feature, family
-from features.timeline import Timeline
 
 EARTH_RADIUS_KM = 6371.0
 IMPOSSIBLE_SPEED_KMH = 900.0  # faster than a domestic flight
@@ -58,14 +57,6 @@ FEATURES = family(
 )
 
 
-def previous_rows(tl: Timeline, mask_rows: np.ndarray) -> np.ndarray:
-    """Row index of the entity's latest earlier row satisfying mask, or -1."""
-    prev = tl.last_before(tl.take(mask_rows))
-    rows = np.full(tl.n_rows, -1, dtype=np.int64)
-    rows[tl.idx] = np.where(prev >= 0, tl.idx[np.maximum(prev, 0)], -1)
-    return rows
-
-
 def _before_text(ctx: FeatureContext, column: str) -> pl.Series:
     """Per row: the twin's value of a customer text column (null without history)."""
     if ctx.history is None:
@@ -98,7 +89,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
         if not ctx.has(column):
             continue
         codes, coding = dense_codes(ctx.events.get_column(column))  # compare integers, not text
-        prev = previous_rows(customer, codes >= 0)
+        prev = customer.last_row_before(codes >= 0)
         previous = np.where(prev >= 0, codes[np.maximum(prev, 0)], -1)
         if ctx.online:  # no earlier place in the recent events: the twin's last known one
             known = codes_in(_before_text(ctx, f"last_{column}"), coding)
@@ -108,7 +99,7 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
         lat = ctx.values("_lat", pl.col("latitude"))
         lon = ctx.values("_lon", pl.col("longitude"))
         located = ~np.isnan(lat) & ~np.isnan(lon)
-        prev = previous_rows(customer, located)
+        prev = customer.last_row_before(located)
         n = ctx.n
         km, speed, impossible = travel(
             prev, lat, lon, ctx.ms, *(np.broadcast_to(np.asarray(ctx.before("customer", name, np.nan), np.float64), n)
@@ -147,9 +138,10 @@ def travel_from(prev_lat, prev_lon, prev_ms, lat, lon, ms):
 
 @njit(nogil=True, cache=True)
 def travel(prev, lat, lon, ms, last_lat, last_lon, last_ms):
-    """travel_from for every row, from its previous located row `prev` (-1: the twin's last place)."""
+    """travel_from for every row, from its previous located row `prev` (-1: the twin's last place);
+    float32, the features' stored type."""
     n = len(prev)
-    km, speed, impossible = np.empty(n), np.empty(n), np.empty(n)
+    km, speed, impossible = np.empty(n, np.float32), np.empty(n, np.float32), np.empty(n, np.float32)
     for i in range(n):
         j = prev[i]
         if j >= 0:

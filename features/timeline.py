@@ -126,32 +126,40 @@ def _starts(key, shift, start, first):
 
 
 @njit(nogil=True, cache=True)
-def _sums_before(values, first, begin, prefix, out):
-    """out[p] = sum of values over positions [begin[p], first[p]) via the running total `prefix`
-    (n + 1 long, of out's dtype), as a cumulative sum and two look-ups: one pass, no temporaries."""
-    prefix[0] = 0
+def _sums_before(values, first, begin, start, out):
+    """out[p] = sum of values over positions [begin[p], first[p]) of p's entity, as one running sum
+    per entity: one pass, nothing allocated."""
+    total = 0  # the entity's values so far (from begin)
+    at_instant = 0  # ... before the current instant
     for p in range(len(values)):
-        prefix[p + 1] = prefix[p] + values[p]
-    for p in range(len(values)):
-        f, b = first[p], begin[p]
-        out[p] = prefix[f] - prefix[b] if f > b else 0
+        if start[p] == p:
+            total = 0
+        if first[p] == p:
+            at_instant = total
+        out[p] = at_instant if first[p] > begin[p] else 0
+        if p >= begin[p]:
+            total += values[p]
 
 
 @njit(nogil=True, cache=True)
-def _last_marked_before(first, start, mask, use_mask):
-    """Position of the latest marked position before first[p] and not before start[p], or -1."""
-    n = len(first)
-    latest = np.empty(n, dtype=np.int64)
-    out = np.empty(n, dtype=np.int64)
-    running = -1
-    for p in range(n):
+def _last_marked_before(first, start, mask, use_mask, out):
+    """out[p]: position of the latest marked position before first[p] and not before start[p], or -1."""
+    running = -1  # latest marked position so far
+    before_instant = -1  # ... before the current instant's first position
+    for p in range(len(first)):
+        if first[p] == p:
+            before_instant = running
+        out[p] = before_instant if before_instant >= start[p] else -1
         if not use_mask or mask[p]:
             running = p
-        latest[p] = running
-        f = first[p]
-        candidate = latest[f - 1] if f > 0 else -1  # f <= p: already filled
-        out[p] = candidate if candidate >= start[p] else -1
-    return out
+
+
+@njit(nogil=True, cache=True)
+def _rows_of(positions, idx, out):
+    """out[idx[p]] = idx[positions[p]], or -1 where positions[p] is -1: timeline positions as rows."""
+    for p in range(len(idx)):
+        q = positions[p]
+        out[idx[p]] = idx[q] if q >= 0 else -1
 
 
 def _index_dtype(n: int):
@@ -270,8 +278,10 @@ class Timeline:
 
     def sum_before(self, values: np.ndarray) -> np.ndarray:
         dtype = np.float64 if values.dtype.kind == "f" else np.int64
+        if values.shape != self.idx.shape:  # the loop does not check bounds
+            raise ValueError(f"sum_before expects {len(self.idx)} values in timeline order, got shape {values.shape}")
         out = np.empty(len(values), dtype=dtype)
-        _sums_before(values, self.first, self.begin, np.empty(len(values) + 1, dtype=dtype), out)
+        _sums_before(values, self.first, self.begin, self.start, out)
         return out
 
     def opens_entity(self) -> np.ndarray:
@@ -286,7 +296,18 @@ class Timeline:
     def last_before(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Timeline position of the entity's latest row (satisfying mask) before this instant, or -1."""
         use_mask = mask is not None
-        return _last_marked_before(self.first, self.start, mask if use_mask else np.zeros(0, dtype=bool), use_mask)
+        if use_mask and mask.shape != self.idx.shape:  # the loop does not check bounds
+            raise ValueError(f"last_before expects {len(self.idx)} flags in timeline order, got shape {mask.shape}")
+        out = np.empty(len(self.key), dtype=self.idx.dtype)
+        _last_marked_before(self.first, self.start, mask if use_mask else np.zeros(0, dtype=bool), use_mask, out)
+        return out
+
+    def last_row_before(self, mask_rows: np.ndarray) -> np.ndarray:
+        """Row of the entity's latest row satisfying mask (in row order) before this row's instant, or
+        -1; rows outside the timeline get -1."""
+        out = np.full(self.n_rows, -1, dtype=self.idx.dtype)
+        _rows_of(self.last_before(self.take(mask_rows)), self.idx, out)
+        return out
 
     # ---- windows over real time -----------------------------------------------------------------
 
