@@ -73,31 +73,47 @@ def _entity_order(code, n_codes, time, offset, base, shift, order, key):
             key[slot[c]] = (np.int64(c) << shift) | np.int64(offset[p] - base)
             slot[c] += 1
         return True
-    keys = code.astype(np.int64)
-    rows = np.arange(n, dtype=np.int64)
-    next_keys = np.empty(n, dtype=np.int64)
-    next_rows = np.empty(n, dtype=np.int64)
-    for k in range(passes):
-        digit = k * width
-        slot = np.zeros(mask + 2, dtype=np.int64)
-        for p in range(n):
-            slot[((keys[p] >> digit) & mask) + 1] += 1
-        for d in range(mask + 1):
-            slot[d + 1] += slot[d]
-        last = k == passes - 1
-        for p in range(n):
-            d = (keys[p] >> digit) & mask
-            if last:
-                order[slot[d]] = rows[p]
-                key[slot[d]] = (keys[p] << shift) | np.int64(offset[rows[p]] - base)
-            else:
-                next_keys[slot[d]] = keys[p]
-                next_rows[slot[d]] = rows[p]
-            slot[d] += 1
-        if not last:
-            keys, next_keys = next_keys, keys
-            rows, next_rows = next_rows, rows
+    # Several digits, least significant first; each pass is stable. The first reads the codes in row
+    # order, the last writes `order` and `key`; between them (code, row) pairs go through buffers.
+    keys = np.empty(n, dtype=np.int64)
+    rows = np.empty(n, dtype=order.dtype)
+    slot = _digit_slots(code, 0, mask)
+    for p in range(n):
+        d = code[p] & mask
+        keys[slot[d]] = code[p]
+        rows[slot[d]] = p
+        slot[d] += 1
+    if passes > 2:
+        spare_keys = np.empty(n, dtype=np.int64)
+        spare_rows = np.empty(n, dtype=order.dtype)
+        for k in range(1, passes - 1):
+            slot = _digit_slots(keys, k * width, mask)
+            for p in range(n):
+                d = (keys[p] >> (k * width)) & mask
+                spare_keys[slot[d]] = keys[p]
+                spare_rows[slot[d]] = rows[p]
+                slot[d] += 1
+            keys, spare_keys = spare_keys, keys
+            rows, spare_rows = spare_rows, rows
+    digit = (passes - 1) * width
+    slot = _digit_slots(keys, digit, mask)
+    for p in range(n):
+        d = (keys[p] >> digit) & mask
+        order[slot[d]] = rows[p]
+        key[slot[d]] = (keys[p] << shift) | np.int64(offset[rows[p]] - base)
+        slot[d] += 1
     return True
+
+
+@njit(nogil=True, cache=True)
+def _digit_slots(keys, digit, mask):
+    """Where each value of the digit (keys >> digit) & mask starts in a stable counting sort."""
+    slot = np.zeros(mask + 2, dtype=np.int64)
+    for p in range(len(keys)):
+        slot[((keys[p] >> digit) & mask) + 1] += 1
+    for d in range(mask + 1):
+        slot[d + 1] += slot[d]
+    return slot
 
 
 # Row order <-> timeline order in compiled loops: numpy's fancy indexing first copies the int32

@@ -77,11 +77,12 @@ def test_rows_in_time_order_sort_like_the_keys():
         assert sums[i] == amounts[shuffled][earlier].sum()
 
 
-def test_sparse_codes_sort_in_several_digits():
-    """Codes far larger than the rows (entity pairs) take several radix passes and sort the same."""
+@pytest.mark.parametrize("spread", [1_000_003_117, 1_000_000_000_039])  # codes up to ~2^35 and ~2^45
+def test_sparse_codes_sort_in_several_digits(spread):
+    """Codes far larger than the rows (entity pairs) take two or three radix passes and sort the same."""
     codes, ms, _ = _history(5, n=3000, entities=40)
-    sparse = np.where(codes >= 0, codes * 1_000_003_117 + (codes * 7919) % 1013, -1)  # up to ~2^35
-    tl = Timeline(sparse, 40 * 1_000_003_117, ms)
+    sparse = np.where(codes >= 0, codes * spread + (codes * 7919) % 1013, -1)
+    tl = Timeline(sparse, 40 * spread, ms)
     rows = np.flatnonzero(sparse >= 0)
     rank = np.unique(ms[rows], return_inverse=True)[1] + 1
     order, key = _sort_order((sparse[rows].astype(np.int64) << tl.shift) | rank)
