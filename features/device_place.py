@@ -16,6 +16,7 @@ IMPOSSIBLE_SPEED_KMH = 900.0  # faster than a domestic flight
 IMPOSSIBLE_MIN_KM = 50.0  # below this, a jump is more likely geolocation noise than travel
 MIN_TRAVEL_HOURS = 1 / 60  # speeds over gaps shorter than a minute are computed as over a minute
 
+REUSE_HEAP = False  # runs when the most features are already held: a reused heap would raise the peak
 TIMELINES = ("customer", "device_pair", "device")  # entity timelines this family reads
 CACHED = ("_lat", "_lon")  # shared values it reads
 
