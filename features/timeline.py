@@ -411,32 +411,66 @@ class Timeline:
         return same, below
 
 
+ALL_HISTORY_MS = 1 << 62  # a window longer than any history: everything since the entity's first key
+
+
 class EventCounts:
-    """Outside events keyed like a timeline's rows, counted before each row."""
+    """Outside events keyed like a timeline's rows, counted before each row.
+
+    The timeline's keys and the event keys are both sorted, and so is every window's lower bound
+    (the later of t - window and the entity's first key), so each look-up is one merge pass."""
 
     def __init__(self, timeline: Timeline, event_codes: np.ndarray, event_ms: np.ndarray, origin_ms: int):
         offset = event_ms - origin_ms
         keep = (event_codes >= 0) & (offset >= 0) & (offset < (1 << timeline.shift))
         self.timeline = timeline
         self.events = np.sort((event_codes[keep].astype(np.int64) << timeline.shift) | offset[keep])
-        self.hi = np.searchsorted(self.events, timeline.key, side="left")
+        self.hi = self._below(-1)  # events before each row's instant
+
+    def _below(self, window_ms: int) -> np.ndarray:
+        out = np.empty(len(self.timeline.key), dtype=np.int64)
+        _merge_below(self.events, self.timeline.key, self.timeline.shift, window_ms, out)
+        return out
 
     def before(self, window_ms: int | None = None) -> np.ndarray:
         """Events in [t - window, t), or anywhere before t when window is None."""
-        tl = self.timeline
-        base = tl.base_key
-        lower = base if window_ms is None else np.maximum(tl.key - window_ms, base)
-        return self.hi - np.searchsorted(self.events, lower, side="left")
+        return self.hi - self._below(ALL_HISTORY_MS if window_ms is None else window_ms)
 
     def since_latest(self) -> np.ndarray:
         """ms from the entity's latest event before t to t; NaN when it has none."""
-        latest = self.events[np.maximum(self.hi - 1, 0)] if len(self.events) else np.zeros(len(self.hi), np.int64)
-        has = (self.hi > 0) & (latest >= self.timeline.base_key)
-        return np.where(has, (self.timeline.key - latest).astype(np.float64), np.nan)
+        return self._since(self._below(ALL_HISTORY_MS), latest=True)
 
     def since_earliest(self, window_ms: int) -> np.ndarray:
         """ms from the entity's earliest event in [t - window, t) to t; NaN when there is none."""
-        tl = self.timeline
-        lo = np.searchsorted(self.events, np.maximum(tl.key - window_ms, tl.base_key), side="left")
-        earliest = self.events[np.minimum(lo, max(len(self.events) - 1, 0))] if len(self.events) else np.zeros(len(lo), np.int64)
-        return np.where(self.hi > lo, (tl.key - earliest).astype(np.float64), np.nan)
+        return self._since(self._below(window_ms), latest=False)
+
+    def _since(self, lo: np.ndarray, latest: bool) -> np.ndarray:
+        out = np.empty(len(self.hi), dtype=np.float64)
+        _since_event(self.events, self.timeline.key, lo, self.hi, latest, out)
+        return out
+
+
+@njit(nogil=True, cache=True)
+def _merge_below(events, key, shift, window, out):
+    """out[p] = the number of events below key[p] when window is -1, else below the later of
+    key[p] - window and the entity's first key. These bounds never decrease along the sorted keys,
+    so one pointer walks the sorted events once."""
+    j = 0
+    m = len(events)
+    for p in range(len(key)):
+        bound = key[p]
+        if window >= 0:
+            bound = max(key[p] - window, (key[p] >> shift) << shift)
+        while j < m and events[j] < bound:
+            j += 1
+        out[p] = j
+
+
+@njit(nogil=True, cache=True)
+def _since_event(events, key, lo, hi, latest, out):
+    """key - the latest (or earliest) event in [lo, hi); NaN when that range is empty."""
+    for p in range(len(key)):
+        if hi[p] > lo[p]:
+            out[p] = key[p] - events[hi[p] - 1 if latest else lo[p]]
+        else:
+            out[p] = np.nan

@@ -87,3 +87,25 @@ def test_sparse_codes_sort_in_several_digits(spread):
     rank = np.unique(ms[rows], return_inverse=True)[1] + 1
     order, key = _sort_order((sparse[rows].astype(np.int64) << tl.shift) | rank)
     assert np.array_equal(tl.key, key) and np.array_equal(tl.idx, rows[order])
+
+
+def test_event_counts_match_a_plain_loop():
+    """Outside events (labels becoming usable) counted before each row, in a window and in all history."""
+    codes, ms, _ = _history(13, n=2000, entities=30)
+    origin = int(ms[0]) - 1
+    tl = Timeline(codes, 30, ms, origin_ms=origin, horizon_ms=10 * DAY)
+    rng = np.random.default_rng(2)
+    event_codes = rng.integers(-1, 30, 300)
+    event_ms = origin + 1 + rng.integers(0, 40 * DAY, 300)
+    counts = tl.events_before(event_codes, event_ms, origin)
+    in_week = tl.put(counts.before(7 * DAY))
+    ever = tl.put(counts.before())
+    latest = tl.put(counts.since_latest())
+    earliest = tl.put(counts.since_earliest(7 * DAY))
+    for i in np.flatnonzero(codes >= 0)[:300]:
+        mine = event_ms[event_codes == codes[i]]
+        seen = mine[mine < ms[i]]
+        week = seen[seen >= ms[i] - 7 * DAY]
+        assert ever[i] == len(seen) and in_week[i] == len(week)
+        assert latest[i] == ms[i] - seen.max() if len(seen) else np.isnan(latest[i])
+        assert earliest[i] == ms[i] - week.min() if len(week) else np.isnan(earliest[i])
