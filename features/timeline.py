@@ -17,7 +17,6 @@ from numba import njit
 from features.inputs import FeatureInputError
 
 KEY_BITS = 62  # keep clear of the sign bit and of overflow in key - window arithmetic
-BUCKET_CHUNK_ROWS = 1 << 17  # rows per block of the per-bucket running counts: small enough to stay in cache
 
 
 def _bits(value: int) -> int:
@@ -168,6 +167,37 @@ def _last_marked_before(first, start, mask, use_mask, out):
         out[p] = before_instant if before_instant >= start[p] else -1
         if not use_mask or mask[p]:
             running = p
+
+
+@njit(nogil=True, cache=True)
+def _bucket_counts(buckets, n_buckets, first, begin, start, with_below, same, below):
+    """Per position: the entity's counted positions (from begin) before its instant in the same bucket,
+    and in lower buckets. One pass with one counter per bucket; the rows of an instant are added to
+    the counters only when the next instant starts, so they never count each other."""
+    counts = np.zeros(n_buckets, dtype=np.int64)
+    pending = 0  # first position not yet added to the counters
+    for p in range(len(buckets)):
+        if start[p] == p:  # a new entity
+            counts[:] = 0
+            pending = p
+        elif first[p] == p:  # a new instant of the same entity: add the previous ones
+            for q in range(pending, p):
+                b = buckets[q]
+                if q >= begin[q] and 0 <= b < n_buckets:
+                    counts[b] += 1
+            pending = p
+        b = buckets[p]
+        if b < 0 or b >= n_buckets:
+            same[p] = -1
+            if with_below:
+                below[p] = -1
+            continue
+        same[p] = counts[b]
+        if with_below:
+            lower = 0
+            for c in range(b):
+                lower += counts[c]
+            below[p] = lower
 
 
 @njit(nogil=True, cache=True)
@@ -367,48 +397,14 @@ class Timeline:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """For each row: the entity's earlier rows in the same bucket, and (with_below) in lower buckets.
 
-        Rows with bucket -1 are not counted and get -1. Works block by block over whole entities so
-        the per-bucket prefix counts stay small.
+        Rows with bucket -1 (or any bucket outside 0 .. n_buckets - 1) are not counted and get -1.
         """
-        n = len(self.key)
-        same = np.full(n, -1, dtype=np.int64)
-        below = np.full(n, -1, dtype=np.int64) if with_below else None
-        entity_starts = np.flatnonzero(self.start == np.arange(n))
-        buffer = None
-        a = 0
-        while a < n:
-            k = np.searchsorted(entity_starts, a + BUCKET_CHUNK_ROWS, side="left")
-            b = int(entity_starts[k]) if k < len(entity_starts) else n  # blocks end where an entity starts
-            rows = slice(a, b)
-            block_buckets = buckets[rows]
-            # bucket-major (buckets x rows): each running count is one contiguous row of memory;
-            # one buffer for all blocks, so the pages are touched once
-            if buffer is None or buffer.shape[1] < b - a + 1:
-                buffer = np.empty((n_buckets, b - a + 1), dtype=np.int32)
-            counts = buffer[:, : b - a + 1]
-            counts.fill(0)
-            marked = np.flatnonzero(block_buckets >= 0)
-            counts[block_buckets[marked], marked + 1] = 1
-            np.cumsum(counts, axis=1, out=counts)
-            first = self.first[rows] - a
-            begin = np.minimum(self.begin[rows], self.first[rows]) - a
-            bucket = np.maximum(block_buckets, 0)
-            if with_below:
-                for k in range(1, n_buckets):  # now: rows so far with bucket <= k (row-wise adds stay contiguous)
-                    counts[k] += counts[k - 1]
-                upto = counts[bucket, first] - counts[bucket, begin]
-                lower = np.maximum(bucket - 1, 0)
-                under = np.where(bucket > 0, counts[lower, first] - counts[lower, begin], 0)
-                same[rows] = upto - under
-                below[rows] = under
-            else:
-                same[rows] = counts[bucket, first] - counts[bucket, begin]
-            a = b
-        invalid = buckets < 0
-        same[invalid] = -1
-        if below is not None:
-            below[invalid] = -1
-        return same, below
+        if buckets.shape != self.idx.shape:  # the loop does not check bounds
+            raise ValueError(f"bucket_counts_before expects {len(self.idx)} buckets, got shape {buckets.shape}")
+        same = np.empty(len(self.key), dtype=np.int64)
+        below = np.empty(len(self.key) if with_below else 0, dtype=np.int64)
+        _bucket_counts(buckets, n_buckets, self.first, self.begin, self.start, with_below, same, below)
+        return same, below if with_below else None
 
 
 ALL_HISTORY_MS = 1 << 62  # a window longer than any history: everything since the entity's first key

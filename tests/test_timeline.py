@@ -109,3 +109,21 @@ def test_event_counts_match_a_plain_loop():
         assert ever[i] == len(seen) and in_week[i] == len(week)
         assert latest[i] == ms[i] - seen.max() if len(seen) else np.isnan(latest[i])
         assert earliest[i] == ms[i] - week.min() if len(week) else np.isnan(earliest[i])
+
+
+def test_bucket_counts_match_a_plain_loop():
+    """Earlier rows of the entity in the same bucket and in lower ones; rows at one instant never count
+    each other; rows without a bucket (-1) are not counted and get -1."""
+    codes, ms, amounts = _history(17, n=2500, entities=20)
+    buckets = np.where(amounts % 11 == 0, -1, amounts % 6)
+    tl = Timeline(codes, 20, ms)
+    same_tl, below_tl = tl.bucket_counts_before(tl.take(buckets), 6)
+    same, below = np.full(len(codes), -9), np.full(len(codes), -9)
+    same[tl.idx], below[tl.idx] = same_tl, below_tl
+    for i in np.flatnonzero(codes >= 0)[:400]:
+        earlier = (codes == codes[i]) & (ms < ms[i]) & (buckets >= 0)
+        if buckets[i] < 0:
+            assert same[i] == -1 and below[i] == -1
+        else:
+            assert same[i] == (earlier & (buckets == buckets[i])).sum()
+            assert below[i] == (earlier & (buckets < buckets[i])).sum()
