@@ -104,11 +104,11 @@ def _with_local(ctx: FeatureContext) -> pl.DataFrame:
 
 def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     local = _with_local(ctx)
-    hour = local.get_column("_hour").to_numpy().astype(np.int64)
-    weekday = local.get_column("_weekday").to_numpy().astype(np.int64)
+    hour = local.get_column("_hour").to_numpy()  # int8: every use below reads them as they are
+    weekday = local.get_column("_weekday").to_numpy()
     day = local.get_column("_day").to_numpy()
     angle = local.select(clock_angle()).to_series().to_numpy()
-    is_night = (hour < 6).astype(np.int64)
+    is_night = hour < 6
     out = FeatureColumns(FEATURES)
     out["hour_of_day"] = hour
     out["day_of_week"] = weekday + 1

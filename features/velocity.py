@@ -142,11 +142,15 @@ def customer_windows(ctx: FeatureContext) -> dict[str, np.ndarray]:
         specs["first_time_30d"] = ("time", "min", WINDOW_MS["30d"])
         specs["max_paise_30d"] = ("paise", "max", WINDOW_MS["30d"])
         if ctx.has("direction"):
-            direction = ctx.events.get_column("direction")
-            credit = direction.eq("CREDIT").fill_null(False).to_numpy().astype(np.int64)
-            debit = direction.eq("DEBIT").fill_null(False).to_numpy().astype(np.int64)
-            values["inflow"] = tl.take(ctx.column("amount_paise") * credit)
-            values["net"] = tl.take(ctx.column("amount_paise") * (credit - debit))
+            amount, direction = pl.col("amount_paise").cast(pl.Int64), pl.col("direction")
+            flows = ctx.events.select(  # one parallel query; no direction counts as neither
+                pl.when(direction == "CREDIT").then(amount).otherwise(0).alias("inflow"),
+                pl.when(direction == "CREDIT").then(amount).when(direction == "DEBIT").then(-amount)
+                .otherwise(0).alias("net"),
+            )
+            values["inflow"] = tl.take(flows.get_column("inflow").to_numpy())
+            values["net"] = tl.take(flows.get_column("net").to_numpy())
+            del flows
             specs["inflow_24h"] = ("inflow", "sum", WINDOW_MS["24h"])
             specs["net_7d"] = ("net", "sum", WINDOW_MS["7d"])
         ctx._columns["_customer_windows"] = tl.rolling(values, specs)
