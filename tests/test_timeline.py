@@ -127,3 +127,17 @@ def test_bucket_counts_match_a_plain_loop():
         else:
             assert same[i] == (earlier & (buckets == buckets[i])).sum()
             assert below[i] == (earlier & (buckets < buckets[i])).sum()
+
+
+def test_window_counts_and_sums_match_a_plain_loop():
+    codes, ms, amounts = _history(19, n=2500, entities=20)
+    tl = Timeline(codes, 20, ms, origin_ms=int(ms[0]) - 1, horizon_ms=8 * DAY)
+    specs = {"n_1d": (None, "sum", DAY), "s_1d": ("v", "sum", DAY), "s_7d": ("v", "sum", 7 * DAY),
+             "top_7d": ("v", "max", 7 * DAY)}
+    rolled = {k: tl.put(v) for k, v in tl.rolling({"v": tl.take(amounts)}, specs).items()}
+    for i in np.flatnonzero(codes >= 0)[:400]:
+        mine = (codes == codes[i]) & (ms < ms[i])
+        day, week = mine & (ms >= ms[i] - DAY), mine & (ms >= ms[i] - 7 * DAY)
+        assert rolled["n_1d"][i] == day.sum() and rolled["s_1d"][i] == amounts[day].sum()
+        assert rolled["s_7d"][i] == amounts[week].sum()
+        assert rolled["top_7d"][i] == amounts[week].max() if week.any() else np.isnan(rolled["top_7d"][i])
