@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 START = datetime(2018, 4, 1)
+TERMINAL_COMPROMISE_DAYS = 28  # scenario 2: how long a compromised terminal stays compromised
 
 
 def simulate(
@@ -69,7 +70,7 @@ def simulate(
     comp_t = pl.DataFrame({"terminal": comp_terminals.ravel(), "from_day": np.repeat(np.arange(days), 2)})
     tx = pl.DataFrame({"i": np.arange(n), "terminal": terminal, "day": day, "customer": customer})
     hit_t = tx.join(comp_t, on="terminal").filter(
-        (pl.col("day") >= pl.col("from_day")) & (pl.col("day") < pl.col("from_day") + 28)
+        (pl.col("day") >= pl.col("from_day")) & (pl.col("day") < pl.col("from_day") + TERMINAL_COMPROMISE_DAYS)
     )["i"].unique().to_numpy()
     scenario[hit_t] = 2
     # Scenario 3: compromised customers; a third of their next-14-day transactions, amount x5.

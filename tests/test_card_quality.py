@@ -1,13 +1,13 @@
 """Outside card data (customer, terminal, time, amount) through the product's own path: ingest with
 examples/card/mapping.yaml -> features -> train -> score, on a small simulated card dataset."""
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
 
 from bench import card_simulator
-from bench.bench_card_quality import MAPPING, run_path
+from bench.bench_card_quality import MAPPING, ceiling_metrics, run_path
 from finrisk.ingest import ingest
 from finrisk.ingest_read import IngestError
 from finrisk.io import DataLayout, scan_partitioned
@@ -62,6 +62,10 @@ def test_the_path_trains_and_scores_with_sane_metrics(small_run):
             assert 0 <= window[name] <= 1
         # removing known-compromised customers can only take candidates away
         assert window["handbook_test_rows"] <= window["test_rows"]
+        # a scorer that knew every label catches each fraudulent customer once: no model does better
+        assert window["handbook_cp100"] <= window["ceiling_cp100"] <= 1
+        assert window["cp100_known_removed"] <= window["ceiling_cp100_known_removed"] <= 1
+        assert 0 <= window["unknowable_frauds"] <= window["handbook_frauds"]
     assert window["train_rows"] > figures["windows"][0]["train_rows"]  # "all" trains on more history
     assert set(figures["summary"]) == {"7d", "all"}
 
@@ -71,3 +75,25 @@ def test_a_card_export_without_its_terminal_column_is_refused(tmp_path):
     frame.with_columns(pl.col("TX_DATETIME").dt.strftime("%Y-%m-%d %H:%M:%S")).write_csv(tmp_path / "transactions.csv")
     with pytest.raises(IngestError, match="mapped column\\(s\\) missing from the file: .*TERMINAL_ID"):
         ingest([tmp_path], load_mapping(MAPPING), DataLayout(tmp_path / "data"), KEY, threshold=0.01)
+
+
+def test_the_ceiling_ranks_only_a_fresh_terminal_compromise_at_random():
+    t0 = datetime(2018, 5, 1, 12, tzinfo=ZoneInfo("UTC"))
+    rows = [  # (customer, terminal, days after t0, label, fraud_type)
+        ("c1", "A", 0, 1, "2"),    # A's first fraud: nothing usable yet
+        ("c2", "A", 8, 1, "2"),    # A's fraud of day 0 is usable from day 7
+        ("c3", "B", 0, 1, "2"),
+        ("c4", "B", 40, 1, "2"),   # B's only earlier fraud is older than a compromise lasts
+        ("c5", "C", 40, 1, "3"),   # customer takeover: the amount gives it away
+    ] + [(f"g{i}", "D", i % 30, 0, "0") for i in range(200)]
+    test = pl.DataFrame(rows, schema=["customer_id", "counterparty", "day", "label", "fraud_type"], orient="row")
+    test = test.with_columns(
+        (pl.lit(t0) + pl.duration(days=pl.col("day"))).alias("ts"), pl.col("label").cast(pl.Int8),
+    ).with_columns(
+        pl.col("ts").dt.date().cast(pl.String).alias("date"), (pl.col("ts") + timedelta(days=7)).alias("available_at"),
+    )
+    figures = ceiling_metrics(test, test)
+    assert (figures["unknowable_frauds"], figures["handbook_frauds"]) == (3, 5)
+    assert figures["ceiling_auc"] == pytest.approx((2 + 0.5 * 3) / 5)  # a tie with the genuine is half a win
+    assert 2 / 5 < figures["ceiling_ap"] < 1
+    assert figures["ceiling_cp100"] == pytest.approx(5 / 100 / 31)  # 5 fraudulent customers found over 31 days
