@@ -1,5 +1,6 @@
 """Feature benchmark: the full catalogue on ~10 million transactions over 90 days, and on a ~2 million
-row table side by side with the pandas reference (bench/pandas_reference.py).
+row table side by side with the pandas reference (bench/pandas_reference.py) and the same nine
+features in idiomatic Polars (bench/polars_reference.py).
 
 Each workload runs in its own process; it reports its wall time (from reading the Parquet input to
 the finished feature frame in memory) and its peak resident memory. The input is the generator's
@@ -78,6 +79,21 @@ def _child_pandas(table: str, labels: str, out: str) -> dict:
             "peak_rss_gib": round(_peak_rss_gib(), 2)}
 
 
+def _child_polars(table: str, labels: str, out: str) -> dict:
+    import polars as pl
+
+    from bench.polars_reference import polars_features
+
+    tx = pl.read_parquet(table, columns=["txn_id", "customer_id", "counterparty", "ts", "amount_paise"])
+    known = pl.read_parquet(labels, columns=["txn_id", "label"])
+    start = time.perf_counter()
+    result = polars_features(tx, known, LABEL_DELAY_DAYS)
+    seconds = time.perf_counter() - start
+    result.write_parquet(out)
+    return {"rows": result.height, "features": result.width - 1, "seconds": round(seconds, 2),
+            "peak_rss_gib": round(_peak_rss_gib(), 2)}
+
+
 def _run(*args: str) -> dict:
     """One workload in a fresh process; its figures plus the process's own wall time."""
     start = time.perf_counter()
@@ -128,6 +144,22 @@ def _agreement(ours: Path, theirs: Path) -> dict:
     return worst
 
 
+def _same_columns(one: Path, other: Path) -> dict:
+    """Largest absolute difference (and null mismatches) between two reference outputs, per column."""
+    import numpy as np
+    import polars as pl
+
+    a, b = pl.read_parquet(one), pl.read_parquet(other)
+    if a.get_column("txn_id").to_list() != b.get_column("txn_id").to_list():
+        raise RuntimeError(f"{one.name} and {other.name} differ in their rows")
+    worst = {}
+    for name in a.columns[1:]:
+        x, y = (f.get_column(name).cast(pl.Float64).fill_null(np.nan).to_numpy() for f in (a, b))
+        worst[name] = float(np.nanmax(np.abs(x - y))) if np.isfinite(x).any() else 0.0
+        worst[f"{name}_null_mismatches"] = int((np.isnan(x) != np.isnan(y)).sum())
+    return worst
+
+
 def main(out_dir: Path) -> dict:
     from bench.feature_data import processed_table
 
@@ -140,6 +172,7 @@ def main(out_dir: Path) -> dict:
     full = _run("full", str(data_dir))
     ours = _run("ours", str(table), str(labels), str(out_dir / "ours-2m.parquet"))
     pandas = _run("pandas", str(table), str(labels), str(out_dir / "pandas-2m.parquet"))
+    polars = _run("polars", str(table), str(labels), str(out_dir / "polars-2m.parquet"))
     return {
         **load,
         "full_10m": {**full, "target_seconds": 20, "target_peak_gib": 8},
@@ -147,6 +180,10 @@ def main(out_dir: Path) -> dict:
             "ours": ours, "pandas": pandas,
             "speedup": round(pandas["seconds"] / ours["seconds"], 1), "target_speedup": 40,
             "max_abs_difference": _agreement(out_dir / "ours-2m.parquet", out_dir / "pandas-2m.parquet"),
+            "polars_reference": {
+                **polars, "speedup_over_pandas": round(pandas["seconds"] / polars["seconds"], 1),
+                "max_abs_difference_from_pandas": _same_columns(out_dir / "polars-2m.parquet", out_dir / "pandas-2m.parquet"),
+            },
         },
         "load_average_after": list(__import__("os").getloadavg()),
     }
@@ -154,5 +191,5 @@ def main(out_dir: Path) -> dict:
 
 if __name__ == "__main__":
     step, *rest = sys.argv[1:]
-    result = {"full": _child_full, "ours": _child_ours, "pandas": _child_pandas}[step](*rest)
+    result = {"full": _child_full, "ours": _child_ours, "pandas": _child_pandas, "polars": _child_polars}[step](*rest)
     print(json.dumps(result))
