@@ -10,6 +10,9 @@ from `since` on, and the caller adds the twin's totals for everything before.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 from numba import njit
@@ -118,21 +121,58 @@ def _digit_slots(keys, digit, mask):
 # Row order <-> timeline order in compiled loops: numpy's fancy indexing first copies the int32
 # positions to int64, which at 10 M rows costs as much as the random accesses themselves.
 @njit(nogil=True, cache=True)
-def _gather(values, idx, out):
-    for p in range(len(idx)):
+def _gather_part(values, idx, out, lo, hi):
+    for p in range(lo, hi):
         out[p] = values[idx[p]]
 
 
 @njit(nogil=True, cache=True)
-def _scatter(values, idx, out):
-    for p in range(len(idx)):
+def _scatter_part(values, idx, out, lo, hi):
+    for p in range(lo, hi):
         out[idx[p]] = values[p]
 
 
+_SPLIT_FROM = 1 << 20  # below this many positions a second thread costs more than it saves
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _in_halves(kernel, n: int, *args, mid: int | None = None) -> None:
+    """kernel(*args, lo, hi) over [0, mid) on a second thread and [mid, n) on this one (mid: n // 2,
+    or the first position of an entity for loops that carry state along an entity). The loops are
+    bound by memory latency, which two cores hide twice as well; each half writes its own elements."""
+    global _pool
+    if n < _SPLIT_FROM:
+        kernel(*args, 0, n)
+        return
+    if _pool is None or _pool[0] != os.getpid():  # a forked child gets its own thread
+        _pool = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="timeline"))
+    mid = n // 2 if mid is None else mid
+    other = _pool[1].submit(kernel, *args, 0, mid)
+    try:
+        kernel(*args, mid, n)
+    finally:
+        other.result()
+
+
+def _gather(values, idx, out):
+    _in_halves(_gather_part, len(idx), values, idx, out)
+
+
+def _scatter(values, idx, out):
+    _in_halves(_scatter_part, len(idx), values, idx, out)
+
+
+def _entity_mid(key: np.ndarray, shift: int) -> int:
+    """The first position of the entity after the middle one (sorted keys): where state-carrying loops split."""
+    if len(key) < _SPLIT_FROM:
+        return 0
+    return int(np.searchsorted(key, ((int(key[len(key) // 2]) >> shift) + 1) << shift))
+
+
 @njit(nogil=True, cache=True)
-def _starts(key, shift, start, first):
+def _starts(key, shift, start, first, lo, hi):
     """Per position of sorted keys: where its entity's positions start, and where its key's do."""
-    for p in range(len(key)):
+    for p in range(lo, hi):
         if p == 0 or (key[p] >> shift) != (key[p - 1] >> shift):
             start[p] = p
         else:
@@ -141,12 +181,12 @@ def _starts(key, shift, start, first):
 
 
 @njit(nogil=True, cache=True)
-def _sums_before(values, first, begin, start, out):
+def _sums_before(values, first, begin, start, out, lo, hi):
     """out[p] = sum of values over positions [begin[p], first[p]) of p's entity, as one running sum
     per entity: one pass, nothing allocated."""
     total = 0  # the entity's values so far (from begin)
     at_instant = 0  # ... before the current instant
-    for p in range(len(values)):
+    for p in range(lo, hi):
         if start[p] == p:
             total = 0
         if first[p] == p:
@@ -157,11 +197,11 @@ def _sums_before(values, first, begin, start, out):
 
 
 @njit(nogil=True, cache=True)
-def _last_marked_before(first, start, mask, use_mask, out):
+def _last_marked_before(first, start, mask, use_mask, out, lo, hi):
     """out[p]: position of the latest marked position before first[p] and not before start[p], or -1."""
     running = -1  # latest marked position so far
     before_instant = -1  # ... before the current instant's first position
-    for p in range(len(first)):
+    for p in range(lo, hi):
         if first[p] == p:
             before_instant = running
         out[p] = before_instant if before_instant >= start[p] else -1
@@ -170,13 +210,13 @@ def _last_marked_before(first, start, mask, use_mask, out):
 
 
 @njit(nogil=True, cache=True)
-def _bucket_counts(buckets, n_buckets, first, begin, start, with_below, same, below):
+def _bucket_counts(buckets, n_buckets, first, begin, start, with_below, same, below, lo, hi):
     """Per position: the entity's counted positions (from begin) before its instant in the same bucket,
     and in lower buckets. One pass with one counter per bucket; the rows of an instant are added to
     the counters only when the next instant starts, so they never count each other."""
     counts = np.zeros(n_buckets, dtype=np.int64)
-    pending = 0  # first position not yet added to the counters
-    for p in range(len(buckets)):
+    pending = lo  # first position not yet added to the counters
+    for p in range(lo, hi):
         if start[p] == p:  # a new entity
             counts[:] = 0
             pending = p
@@ -201,9 +241,9 @@ def _bucket_counts(buckets, n_buckets, first, begin, start, with_below, same, be
 
 
 @njit(nogil=True, cache=True)
-def _rows_of(positions, idx, out):
+def _rows_of(positions, idx, out, lo, hi):
     """out[idx[p]] = idx[positions[p]], or -1 where positions[p] is -1: timeline positions as rows."""
-    for p in range(len(idx)):
+    for p in range(lo, hi):
         q = positions[p]
         out[idx[p]] = idx[q] if q >= 0 else -1
 
@@ -270,7 +310,8 @@ class Timeline:
         del order, rows
         self.start = np.empty(len(self.key), dtype=index)  # the entity's first position
         self.first = np.empty(len(self.key), dtype=index)  # the instant's first position: rows before this instant
-        _starts(self.key, self.shift, self.start, self.first)
+        self._mid = _entity_mid(self.key, self.shift)
+        _in_halves(_starts, len(self.key), self.key, self.shift, self.start, self.first, mid=self._mid)
         if since_ms is None:
             self.begin = self.start
         else:
@@ -327,7 +368,7 @@ class Timeline:
         if values.shape != self.idx.shape:  # the loop does not check bounds
             raise ValueError(f"sum_before expects {len(self.idx)} values in timeline order, got shape {values.shape}")
         out = np.empty(len(values), dtype=dtype)
-        _sums_before(values, self.first, self.begin, self.start, out)
+        _in_halves(_sums_before, len(values), values, self.first, self.begin, self.start, out, mid=self._mid)
         return out
 
     def opens_entity(self) -> np.ndarray:
@@ -345,14 +386,15 @@ class Timeline:
         if use_mask and mask.shape != self.idx.shape:  # the loop does not check bounds
             raise ValueError(f"last_before expects {len(self.idx)} flags in timeline order, got shape {mask.shape}")
         out = np.empty(len(self.key), dtype=self.idx.dtype)
-        _last_marked_before(self.first, self.start, mask if use_mask else np.zeros(0, dtype=bool), use_mask, out)
+        mask = mask if use_mask else np.zeros(0, dtype=bool)
+        _in_halves(_last_marked_before, len(out), self.first, self.start, mask, use_mask, out, mid=self._mid)
         return out
 
     def last_row_before(self, mask_rows: np.ndarray) -> np.ndarray:
         """Row of the entity's latest row satisfying mask (in row order) before this row's instant, or
         -1; rows outside the timeline get -1."""
         out = np.full(self.n_rows, -1, dtype=self.idx.dtype)
-        _rows_of(self.last_before(self.take(mask_rows)), self.idx, out)
+        _in_halves(_rows_of, len(self.idx), self.last_before(self.take(mask_rows)), self.idx, out)
         return out
 
     # ---- windows over real time -----------------------------------------------------------------
@@ -403,7 +445,8 @@ class Timeline:
             raise ValueError(f"bucket_counts_before expects {len(self.idx)} buckets, got shape {buckets.shape}")
         same = np.empty(len(self.key), dtype=np.int64)
         below = np.empty(len(self.key) if with_below else 0, dtype=np.int64)
-        _bucket_counts(buckets, n_buckets, self.first, self.begin, self.start, with_below, same, below)
+        _in_halves(_bucket_counts, len(buckets), buckets, n_buckets, self.first, self.begin, self.start, with_below, same,
+                   below, mid=self._mid)
         return same, below if with_below else None
 
 
@@ -442,7 +485,7 @@ class EventCounts:
 
     def _since(self, lo: np.ndarray, latest: bool) -> np.ndarray:
         out = np.empty(len(self.hi), dtype=np.float64)
-        _since_event(self.events, self.timeline.key, lo, self.hi, latest, out)
+        _in_halves(_since_event, len(out), self.events, self.timeline.key, lo, self.hi, latest, out)
         return out
 
 
@@ -463,9 +506,9 @@ def _merge_below(events, key, shift, window, out):
 
 
 @njit(nogil=True, cache=True)
-def _since_event(events, key, lo, hi, latest, out):
+def _since_event(events, key, lo, hi, latest, out, start, stop):
     """key - the latest (or earliest) event in [lo, hi); NaN when that range is empty."""
-    for p in range(len(key)):
+    for p in range(start, stop):
         if hi[p] > lo[p]:
             out[p] = key[p] - events[hi[p] - 1 if latest else lo[p]]
         else:

@@ -5,9 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import features.timeline
 from features.timeline import Timeline, _sort_order
 
 DAY = 86_400_000
+
+
+@pytest.fixture(autouse=True, params=["one thread", "two threads"])
+def threads(request, monkeypatch):
+    """Every check twice: as small inputs run, and with each loop split over two threads (as from a
+    million positions on)."""
+    if request.param == "two threads":
+        monkeypatch.setattr(features.timeline, "_SPLIT_FROM", 1)
+    return request.param
 
 
 def _history(seed: int, n: int = 4000, entities: int = 60):
@@ -40,7 +50,7 @@ def test_sums_and_latest_before_match_a_plain_loop():
     row_latest = np.where(latest >= 0, tl.idx[np.maximum(latest, 0)], -1)
     where = np.full(len(codes), -1)
     where[tl.idx] = row_latest
-    for i in np.flatnonzero(codes >= 0)[:400]:
+    for i in np.flatnonzero(codes >= 0):
         earlier = np.flatnonzero((codes == codes[i]) & (ms < ms[i]))
         assert sums[i] == amounts[earlier].sum()
         marked = earlier[flags[earlier]]
@@ -72,7 +82,7 @@ def test_rows_in_time_order_sort_like_the_keys():
     out_of_order = Timeline(codes[shuffled], 40, ms[shuffled], origin_ms=int(ms[0]), horizon_ms=DAY)
     assert np.array_equal(out_of_order.key, tl.key)
     sums = out_of_order.put(out_of_order.sum_before(out_of_order.take(amounts[shuffled])))
-    for i in np.flatnonzero(codes[shuffled] >= 0)[:300]:
+    for i in np.flatnonzero(codes[shuffled] >= 0):
         earlier = (codes[shuffled] == codes[shuffled][i]) & (ms[shuffled] < ms[shuffled][i])
         assert sums[i] == amounts[shuffled][earlier].sum()
 
@@ -102,7 +112,7 @@ def test_event_counts_match_a_plain_loop():
     ever = tl.put(counts.before())
     latest = tl.put(counts.since_latest())
     earliest = tl.put(counts.since_earliest(7 * DAY))
-    for i in np.flatnonzero(codes >= 0)[:300]:
+    for i in np.flatnonzero(codes >= 0):
         mine = event_ms[event_codes == codes[i]]
         seen = mine[mine < ms[i]]
         week = seen[seen >= ms[i] - 7 * DAY]
@@ -120,7 +130,7 @@ def test_bucket_counts_match_a_plain_loop():
     same_tl, below_tl = tl.bucket_counts_before(tl.take(buckets), 6)
     same, below = np.full(len(codes), -9), np.full(len(codes), -9)
     same[tl.idx], below[tl.idx] = same_tl, below_tl
-    for i in np.flatnonzero(codes >= 0)[:400]:
+    for i in np.flatnonzero(codes >= 0):
         earlier = (codes == codes[i]) & (ms < ms[i]) & (buckets >= 0)
         if buckets[i] < 0:
             assert same[i] == -1 and below[i] == -1
@@ -135,7 +145,7 @@ def test_window_counts_and_sums_match_a_plain_loop():
     specs = {"n_1d": (None, "sum", DAY), "s_1d": ("v", "sum", DAY), "s_7d": ("v", "sum", 7 * DAY),
              "top_7d": ("v", "max", 7 * DAY)}
     rolled = {k: tl.put(v) for k, v in tl.rolling({"v": tl.take(amounts)}, specs).items()}
-    for i in np.flatnonzero(codes >= 0)[:400]:
+    for i in np.flatnonzero(codes >= 0):
         mine = (codes == codes[i]) & (ms < ms[i])
         day, week = mine & (ms >= ms[i] - DAY), mine & (ms >= ms[i] - 7 * DAY)
         assert rolled["n_1d"][i] == day.sum() and rolled["s_1d"][i] == amounts[day].sum()
