@@ -122,7 +122,13 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
     cos_sum = tl.put(tl.sum_before(tl.take(np.cos(angle)))) + ctx.before("customer", "hour_cos_sum")
     resultant = np.hypot(sin_sum, cos_sum) / np.where(has_history, n_before, 1)
     usual = np.arctan2(sin_sum, cos_sum)
-    gap = np.abs((angle - usual + np.pi) % (2 * np.pi) - np.pi) * 24 / (2 * np.pi)
+    gap = angle - usual  # |angle - usual| wrapped to [0, pi], in hours; in place: one working array
+    gap += np.pi
+    np.remainder(gap, 2 * np.pi, out=gap)
+    gap -= np.pi
+    np.abs(gap, out=gap)
+    gap *= 24
+    gap /= 2 * np.pi
     out["hour_deviation"] = np.where(has_history & (resultant > 1e-6), gap, np.nan)
     del has_history, sin_sum, cos_sum, resultant, usual, gap  # a float64 per row each: freed as the family goes
 

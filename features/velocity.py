@@ -89,8 +89,17 @@ def amount_bucket(paise: np.ndarray) -> np.ndarray:
 
 def _bucket_position(paise: np.ndarray, bucket: np.ndarray) -> np.ndarray:
     """Where each amount sits inside its band, 0..1 on the log scale."""
-    scaled = np.log10(np.maximum(paise / 100, 0.01)) * BUCKETS_PER_DECADE
-    return np.clip(scaled - bucket, 0, 1)
+    scaled = paise / 100  # the steps in place: one working array instead of six
+    np.maximum(scaled, 0.01, out=scaled)
+    np.log10(scaled, out=scaled)
+    scaled *= BUCKETS_PER_DECADE
+    scaled -= bucket
+    return np.clip(scaled, 0, 1, out=scaled)
+
+
+def _ratio(part: np.ndarray, whole: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """part / whole where defined, else NaN, into one new array."""
+    return np.divide(part, whole, out=np.full(len(whole), np.nan), where=defined)
 
 
 def amount_history(ctx: FeatureContext) -> dict[str, np.ndarray]:
@@ -171,9 +180,9 @@ def compute(ctx: FeatureContext) -> dict[str, np.ndarray | pl.Series]:
         if w in ("1h", "24h", "30d"):  # the ones read below: the others are freed as they go
             counts[w], sums[w] = count, total
         del count, total
-    out["amount_vs_30d_mean"] = np.where(counts["30d"] > 0, rupees / (sums["30d"] / np.maximum(counts["30d"], 1)), np.nan)
+    out["amount_vs_30d_mean"] = _ratio(rupees, sums["30d"] / np.maximum(counts["30d"], 1), counts["30d"] > 0)
     max_30d = tl.put(windows["max_paise_30d"]) / 100
-    out["amount_to_max_30d"] = np.where(max_30d > 0, rupees / np.where(max_30d > 0, max_30d, 1), np.nan)
+    out["amount_to_max_30d"] = _ratio(rupees, max_30d, max_30d > 0)
     del max_30d
 
     h = amount_history(ctx)
