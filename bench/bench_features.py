@@ -64,33 +64,26 @@ def _child_ours(table: str, labels: str, out: str) -> dict:
             "peak_rss_gib": round(_peak_rss_gib(), 2)}
 
 
-def _child_pandas(table: str, labels: str, out: str) -> dict:
-    import pandas as pd
+def _child_reference(library: str, table: str, labels: str, out: str) -> dict:
+    """The nine reference features with pandas or Polars, timed from frames in memory."""
+    if library == "pandas":
+        import pandas as frames
 
-    from bench.pandas_reference import pandas_features
+        from bench.pandas_reference import pandas_features as compute
+    else:
+        import polars as frames
 
-    tx = pd.read_parquet(table, columns=["txn_id", "customer_id", "counterparty", "ts", "amount_paise"])
-    known = pd.read_parquet(labels, columns=["txn_id", "label"])
+        from bench.polars_reference import polars_features as compute
+    tx = frames.read_parquet(table, columns=["txn_id", "customer_id", "counterparty", "ts", "amount_paise"])
+    known = frames.read_parquet(labels, columns=["txn_id", "label"])
     start = time.perf_counter()
-    result = pandas_features(tx, known, LABEL_DELAY_DAYS)
+    result = compute(tx, known, LABEL_DELAY_DAYS)
     seconds = time.perf_counter() - start
-    result.to_parquet(out)
+    if library == "pandas":
+        result.to_parquet(out)
+    else:
+        result.write_parquet(out)
     return {"rows": len(result), "features": result.shape[1] - 1, "seconds": round(seconds, 2),
-            "peak_rss_gib": round(_peak_rss_gib(), 2)}
-
-
-def _child_polars(table: str, labels: str, out: str) -> dict:
-    import polars as pl
-
-    from bench.polars_reference import polars_features
-
-    tx = pl.read_parquet(table, columns=["txn_id", "customer_id", "counterparty", "ts", "amount_paise"])
-    known = pl.read_parquet(labels, columns=["txn_id", "label"])
-    start = time.perf_counter()
-    result = polars_features(tx, known, LABEL_DELAY_DAYS)
-    seconds = time.perf_counter() - start
-    result.write_parquet(out)
-    return {"rows": result.height, "features": result.width - 1, "seconds": round(seconds, 2),
             "peak_rss_gib": round(_peak_rss_gib(), 2)}
 
 
@@ -171,8 +164,8 @@ def main(out_dir: Path) -> dict:
     load = {"load_average_before": list(__import__("os").getloadavg())}
     full = _run("full", str(data_dir))
     ours = _run("ours", str(table), str(labels), str(out_dir / "ours-2m.parquet"))
-    pandas = _run("pandas", str(table), str(labels), str(out_dir / "pandas-2m.parquet"))
-    polars = _run("polars", str(table), str(labels), str(out_dir / "polars-2m.parquet"))
+    pandas = _run("reference", "pandas", str(table), str(labels), str(out_dir / "pandas-2m.parquet"))
+    polars = _run("reference", "polars", str(table), str(labels), str(out_dir / "polars-2m.parquet"))
     return {
         **load,
         "full_10m": {**full, "target_seconds": 20, "target_peak_gib": 8},
@@ -191,5 +184,5 @@ def main(out_dir: Path) -> dict:
 
 if __name__ == "__main__":
     step, *rest = sys.argv[1:]
-    result = {"full": _child_full, "ours": _child_ours, "pandas": _child_pandas, "polars": _child_polars}[step](*rest)
+    result = {"full": _child_full, "ours": _child_ours, "reference": _child_reference}[step](*rest)
     print(json.dumps(result))
